@@ -33,7 +33,7 @@ PYINC=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["in
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 [ -f "$PYINC/Python.h" ] || {
   echo "error: $PYINC/Python.h missing: install the Python 3.11 headers (Debian: apt-get install python3.11-dev)" >&2; exit 1; }
-grep -rl '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' | xargs -r sed -i \
+{ grep -rl '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' || true; } | xargs -r sed -i \
   -e "s#/opt/python/cp311-cp311/include/python3\.11#$PYINC#g" \
   -e "s#/opt/python/cp311-cp311/lib/python3\.11/site-packages#$SITE#g"
 

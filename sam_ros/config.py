@@ -1,0 +1,203 @@
+"""The one configuration object of sam_ros.
+
+Every tunable lives here once, with its description and valid range, so that ROS parameters
+(declared with descriptors from this metadata), the YAML in ``config/`` and the offline CLI all
+map onto the same fields and are validated by the same code.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import yaml
+
+
+def _param(default, description: str, *, low=None, high=None, choices=None, dynamic=False):
+    """A config field with the metadata the validators and the ROS parameter descriptors use."""
+    return field(default=default, metadata={
+        "description": description, "low": low, "high": high, "choices": choices, "dynamic": dynamic})
+
+
+@dataclass(frozen=True)
+class SamRosConfig:
+    """All tunables of the pipeline and the node. ``dynamic`` ones may change while running."""
+
+    # --- model -----------------------------------------------------------------------------
+    checkpoint: str = _param(
+        "", "Model file. '' = $SAM_ROS_CHECKPOINT, else ~/.cache/sam_ros/mobile_sam.pt; "
+        "'bundled' = the small model shipped with sam_ros (synthetic scenes only)")
+    device: str = _param("auto", "Inference device; auto = cuda when available",
+                         choices=("auto", "cuda", "cpu"))
+    dtype: str = _param("auto", "Compute precision; auto = float16 on cuda, float32 on cpu",
+                        choices=("auto", "float32", "float16", "bfloat16"))
+
+    # --- prompts ---------------------------------------------------------------------------
+    prompt_mode: str = _param("grid", "Prompt strategy: a point grid or the learned AoP predictor",
+                              choices=("grid", "aop"), dynamic=True)
+    grid_size: int = _param(16, "Points per side of the prompt grid", low=1, high=64, dynamic=True)
+    aop_checkpoint: str = _param("", "AoP prompt predictor file; '' = the one shipped for the model")
+    aop_smoothing: float = _param(2.0, "AoP: Gaussian sigma applied to the prompt-confidence map, in cells",
+                                  low=0.0, high=10.0, dynamic=True)
+    aop_conf_thresh: float = _param(0.2, "AoP: minimum smoothed confidence of a prompt",
+                                    low=0.0, high=1.0, dynamic=True)
+    aop_spacing: float = _param(6.0, "AoP: minimum spacing between prompts, in pixels of the 64-cell "
+                                "embedding grid scaled to the image (paper's spacing factor)",
+                                low=0.0, high=64.0, dynamic=True)
+    aop_elim_thresh: float = _param(1.3, "AoP: prompt-elimination threshold (adaptive, in units of the "
+                                    "mean similarity)", low=0.0, high=5.0, dynamic=True)
+
+    # --- mask filtering --------------------------------------------------------------------
+    pred_iou_thresh: float = _param(0.88, "Drop masks whose predicted IoU is below this",
+                                    low=0.0, high=1.0, dynamic=True)
+    stability_thresh: float = _param(0.95, "Drop masks whose stability score is below this",
+                                     low=0.0, high=1.0, dynamic=True)
+    stability_offset: float = _param(1.0, "Logit offset of the stability score", low=0.0, high=10.0,
+                                     dynamic=True)
+    mask_threshold: float = _param(0.0, "Logit threshold that binarises a mask", low=-10.0, high=10.0,
+                                   dynamic=True)
+    nms_thresh: float = _param(0.7, "Box IoU above which the lower-scoring mask is suppressed",
+                               low=0.0, high=1.0, dynamic=True)
+    min_area: int = _param(100, "Drop masks smaller than this many pixels (input resolution)",
+                           low=0, high=100_000_000, dynamic=True)
+    reject_edge_masks: bool = _param(False, "Drop masks that touch the image border", dynamic=True)
+    max_objects: int = _param(100, "Keep at most this many masks, best first", low=1, high=1000,
+                              dynamic=True)
+    max_decode_memory_mb: int = _param(
+        4096, "Memory cap of one batched decoder call; prompts are chunked only above it",
+        low=64, high=1_000_000, dynamic=True)
+
+    # --- depth fusion ----------------------------------------------------------------------
+    use_depth: bool = _param(True, "Fuse masks with the aligned depth image into 3D objects")
+    depth_scale: float = _param(0.001, "Metres per unit of integer (16UC1) depth; 32FC1 is metres",
+                                low=1e-6, high=1.0, dynamic=True)
+    min_depth: float = _param(0.1, "Depth below this (m) is invalid", low=0.0, high=100.0, dynamic=True)
+    max_depth: float = _param(10.0, "Depth above this (m) is invalid", low=0.0, high=1000.0,
+                              dynamic=True)
+    erosion_px: int = _param(2, "Pixels eroded from each mask edge before using its depth (flying pixels)",
+                             low=0, high=50, dynamic=True)
+    min_valid_points: int = _param(30, "Objects with fewer valid depth points are flagged invalid",
+                                   low=1, high=1_000_000, dynamic=True)
+    target_frame: str = _param("", "Also express objects in this TF frame ('' = camera frame only)")
+
+    # --- tracking --------------------------------------------------------------------------
+    track_max_distance: float = _param(0.3, "Max 3D centroid distance (m) to keep an object's id",
+                                       low=0.0, high=10.0, dynamic=True)
+    track_min_iou: float = _param(0.1, "Min mask IoU to keep an object's id without depth",
+                                  low=0.0, high=1.0, dynamic=True)
+    track_max_age: int = _param(5, "Frames an unseen object keeps its id", low=0, high=1000, dynamic=True)
+
+    # --- synchronisation -------------------------------------------------------------------
+    sync_slop: float = _param(0.05, "Max stamp difference (s) between colour, depth and camera info",
+                              low=0.0, high=10.0)
+    sync_queue_size: int = _param(10, "Messages kept per topic while matching stamps", low=1, high=1000)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            _check_value(f, getattr(self, f.name))
+        if self.min_depth >= self.max_depth:
+            raise ValueError(f"min_depth ({self.min_depth}) must be below max_depth ({self.max_depth})")
+
+    def replace(self, **changes: Any) -> "SamRosConfig":
+        """A validated copy with ``changes``; unknown names and bad values raise ValueError."""
+        unknown = set(changes) - set(field_names())
+        if unknown:
+            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        coerced = {name: coerce(name, value) for name, value in changes.items()}
+        return dataclasses.replace(self, **coerced)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "SamRosConfig":
+        return cls().replace(**dict(values))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, node_name: str = "sam_node") -> "SamRosConfig":
+        """Read a plain mapping or a ROS 2 params file (``node: ros__parameters: {...}``)."""
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        for key in (node_name, f"/{node_name}", "/**"):
+            section = data.get(key)
+            if isinstance(section, dict) and "ros__parameters" in section:
+                return cls.from_mapping(section["ros__parameters"] or {})
+        return cls.from_mapping(data)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(SamRosConfig)]
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What a ROS parameter descriptor or a CLI option needs to know about one field."""
+
+    name: str
+    type: type
+    default: Any
+    description: str
+    low: Any
+    high: Any
+    choices: tuple | None
+    dynamic: bool
+
+
+def fields_info() -> Iterator[FieldInfo]:
+    for f in dataclasses.fields(SamRosConfig):
+        meta = f.metadata
+        yield FieldInfo(f.name, _field_type(f), f.default, meta["description"], meta["low"],
+                        meta["high"], meta["choices"], meta["dynamic"])
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert ``value`` to the field's type where that is lossless (int -> float, '3' -> 3)."""
+    f = {f.name: f for f in dataclasses.fields(SamRosConfig)}[name]
+    kind = _field_type(f)
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected true/false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected an integer, got {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    return {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+
+
+def _check_value(f: dataclasses.Field, value: Any) -> None:
+    kind = _field_type(f)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise ValueError(f"{f.name}: expected {kind.__name__}, got {value!r}")
+    meta = f.metadata
+    if kind is float and value != value:
+        raise ValueError(f"{f.name}: NaN is not allowed")
+    if meta["low"] is not None and value < meta["low"]:
+        raise ValueError(f"{f.name}: {value} is below the minimum {meta['low']}")
+    if meta["high"] is not None and value > meta["high"]:
+        raise ValueError(f"{f.name}: {value} is above the maximum {meta['high']}")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ValueError(f"{f.name}: {value!r} is not one of {', '.join(meta['choices'])}")
