@@ -60,3 +60,14 @@ def test_coerce_rejects_bool_as_number():
     with pytest.raises(ValueError):
         coerce("grid_size", True)
     assert "grid_size" in field_names()
+
+
+def test_shipped_params_file_lists_every_field_with_its_default():
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "config" / "sam_ros.yaml"
+    params = yaml.safe_load(path.read_text())["sam_node"]["ros__parameters"]
+    assert sorted(params) == sorted(field_names())
+    assert SamRosConfig.from_yaml(path) == SamRosConfig()

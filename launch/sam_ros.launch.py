@@ -1,0 +1,39 @@
+"""Launch sam_node next to a RealSense-style RGB-D driver, optionally with RViz.
+
+    ros2 launch sam_ros sam_ros.launch.py checkpoint:=/path/to/mobile_sam.pt
+    ros2 launch sam_ros sam_ros.launch.py image:=/my_cam/rgb depth:=/my_cam/depth camera_info:=/my_cam/info
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare("sam_ros")
+    arguments = [
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "sam_ros.yaml"]),
+                              description="Node parameters (every tunable, with ranges)"),
+        DeclareLaunchArgument("checkpoint", default_value=EnvironmentVariable("SAM_ROS_CHECKPOINT", default_value=""),
+                              description="mobile_sam.pt path; overrides the params file"),
+        DeclareLaunchArgument("image", default_value="/camera/color/image_raw"),
+        DeclareLaunchArgument("depth", default_value="/camera/aligned_depth_to_color/image_raw"),
+        DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info"),
+        DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with sam_ros.rviz"),
+    ]
+    # Best-effort ~1 MB images at 30 Hz need Fast DDS's shared-memory transport with a large segment:
+    # with the default transports most frames are dropped.
+    fastdds_profile = SetEnvironmentVariable(
+        "FASTDDS_DEFAULT_PROFILES_FILE", PathJoinSubstitution([share, "config", "fastdds_profile.xml"]))
+    node = Node(
+        package="sam_ros", executable="sam_node", name="sam_node", output="screen",
+        parameters=[LaunchConfiguration("params_file"), {"checkpoint": LaunchConfiguration("checkpoint")}],
+        remappings=[("image", LaunchConfiguration("image")),
+                    ("depth", LaunchConfiguration("depth")),
+                    ("camera_info", LaunchConfiguration("camera_info"))],
+    )
+    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", condition=IfCondition(LaunchConfiguration("rviz")),
+                arguments=["-d", PathJoinSubstitution([share, "rviz", "sam_ros.rviz"])])
+    return LaunchDescription([*arguments, fastdds_profile, node, rviz])
