@@ -1,0 +1,42 @@
+"""The reference MobileSAM (segment_anything 1.0 + mobilesam-mirror's TinyViT), for tests and benchmarks.
+
+Puts the local torchvision/timm stand-ins on sys.path first: the real packages do not work on the
+CPU-only torch this project pins.
+"""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "reference_shims"))
+
+from mobile_sam import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry  # noqa: E402
+
+__all__ = ["SamAutomaticMaskGenerator", "SamPredictor", "reference_mobile_sam", "seeded_state_dict"]
+
+
+def reference_mobile_sam(seed: int = 0):
+    """The reference MobileSAM with a seeded random init, in eval mode on the CPU."""
+    torch.manual_seed(seed)
+    model = sam_model_registry["vit_t"]()
+    _randomise_norms(model)
+    return model.eval()
+
+
+def _randomise_norms(model: torch.nn.Module) -> None:
+    """Give BatchNorm statistics and zero-initialised tensors random values so nothing is trivially zero."""
+    generator = torch.Generator().manual_seed(1234)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+                module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+        for name, param in model.named_parameters():
+            if "attention_biases" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+
+
+def seeded_state_dict(seed: int = 0) -> dict:
+    return reference_mobile_sam(seed).state_dict()

@@ -1,0 +1,130 @@
+"""Our MobileSAM against the reference implementation, with the same seeded weights."""
+import pytest
+import torch
+
+from reference import reference_mobile_sam
+from sam_ros.model import TINY, VIT_T, CheckpointNotFoundError, build_sam, load_sam, save_checkpoint
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    reference = reference_mobile_sam(seed=0)
+    path = tmp_path_factory.mktemp("ckpt") / "mobile_sam.pt"
+    torch.save(reference.state_dict(), path)  # the official file is a raw state dict like this
+    ours, config = load_sam(path)
+    assert config == VIT_T
+    return reference, ours
+
+
+@pytest.fixture(scope="module")
+def embedding(models):
+    reference, ours = models
+    image = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference.image_encoder(image)
+        actual = ours.image_encoder(image)
+    return expected, actual
+
+
+def test_image_encoder_matches_reference(embedding):
+    expected, actual = embedding
+    assert actual.shape == (1, 256, 64, 64)
+    assert torch.allclose(actual, expected, atol=1e-4, rtol=1e-4), (actual - expected).abs().max()
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_batched_decoder_matches_reference_per_prompt(models, embedding, multimask):
+    reference, ours = models
+    image_embedding = embedding[0]
+    points = torch.rand(12, 1, 2, generator=torch.Generator().manual_seed(1)) * 1024
+    labels = torch.ones(12, 1)
+    with torch.no_grad():
+        sparse, dense = reference.prompt_encoder(points=(points, labels), boxes=None, masks=None)
+        expected_masks, expected_iou = reference.mask_decoder(
+            image_embeddings=image_embedding, image_pe=reference.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask)
+        our_sparse = ours.prompt_encoder.embed_points(points, labels)
+        assert torch.allclose(our_sparse, sparse, atol=1e-5)
+        masks, iou = ours.mask_decoder(image_embedding, ours.prompt_encoder.get_dense_pe(), our_sparse,
+                                       ours.prompt_encoder.dense_no_mask(), multimask)
+    assert masks.shape == expected_masks.shape and iou.shape == expected_iou.shape
+    assert torch.allclose(iou, expected_iou, atol=1e-4), (iou - expected_iou).abs().max()
+    assert torch.allclose(masks, expected_masks, atol=1e-3, rtol=1e-4), (masks - expected_masks).abs().max()
+
+
+def test_upscaling_only_selected_pairs_gives_the_same_logits(models, embedding):
+    _, ours = models
+    points = torch.rand(5, 1, 2, generator=torch.Generator().manual_seed(2)) * 1024
+    decoder, encoder = ours.mask_decoder, ours.prompt_encoder
+    with torch.no_grad():
+        decoded = decoder.decode_tokens(embedding[1], encoder.get_dense_pe(),
+                                        encoder.embed_points(points, torch.ones(5, 1)), encoder.dense_no_mask())
+        full, _ = decoder(embedding[1], encoder.get_dense_pe(), encoder.embed_points(points, torch.ones(5, 1)),
+                          encoder.dense_no_mask(), True)
+        some = decoder.upscale_masks(decoded, torch.tensor([4, 0, 4]), torch.tensor([1, 3, 2]))
+    assert torch.allclose(some, torch.stack([full[4, 0], full[0, 2], full[4, 1]]), atol=1e-4)
+
+
+def test_tiny_config_round_trips_through_a_checkpoint(tmp_path):
+    torch.manual_seed(3)
+    model = build_sam(TINY)
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, model, TINY, note="test")
+    loaded, config = load_sam(path)
+    assert config == TINY
+    image = torch.randn(1, 3, TINY.img_size, TINY.img_size)
+    with torch.no_grad():
+        assert torch.equal(loaded.image_encoder(image), model.image_encoder(image))
+        assert loaded.image_encoder(image).shape == (1, TINY.prompt_embed_dim, TINY.embedding_size,
+                                                     TINY.embedding_size)
+
+
+def test_bfloat16_forward_stays_close_to_float32():
+    torch.manual_seed(4)
+    model = build_sam(TINY)
+    image = torch.randn(1, 3, TINY.img_size, TINY.img_size)
+    points = torch.rand(4, 1, 2) * TINY.img_size
+    with torch.no_grad():
+        outputs = []
+        for dtype in (torch.float32, torch.bfloat16):
+            m = model.to(dtype)
+            emb = m.image_encoder(image.to(dtype))
+            enc = m.prompt_encoder
+            masks, iou = m.mask_decoder(emb, enc.get_dense_pe(), enc.embed_points(points, torch.ones(4, 1)),
+                                        enc.dense_no_mask(), True)
+            assert masks.dtype == dtype
+            outputs.append(masks.float())
+    assert torch.allclose(outputs[0], outputs[1], atol=0.15 * outputs[0].abs().max().item())
+
+
+def test_missing_checkpoint_says_where_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("SAM_ROS_CHECKPOINT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(CheckpointNotFoundError, match="mobile_sam.pt") as error:
+        load_sam(None)
+    assert "MobileSAM" in str(error.value) and "SAM_ROS_CHECKPOINT" in str(error.value)
+    with pytest.raises(CheckpointNotFoundError, match="nowhere.pt"):
+        load_sam(tmp_path / "nowhere.pt")
+
+
+def test_environment_variable_selects_the_checkpoint(tmp_path, monkeypatch):
+    torch.manual_seed(5)
+    path = tmp_path / "env.pt"
+    save_checkpoint(path, build_sam(TINY), TINY)
+    monkeypatch.setenv("SAM_ROS_CHECKPOINT", str(path))
+    assert load_sam(None)[1] == TINY
+
+
+def test_corrupt_and_mismatched_checkpoints_are_clear_errors(tmp_path):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load_sam(garbage)
+    partial = tmp_path / "partial.pt"
+    state = build_sam(TINY).state_dict()
+    state.pop("mask_decoder.iou_token.weight")
+    torch.save(state, partial)  # a raw state dict is taken as MobileSAM: wrong shapes and keys
+    with pytest.raises(ValueError, match="missing keys"):
+        load_sam(partial)
