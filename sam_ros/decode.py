@@ -1,0 +1,95 @@
+"""One batched prompt-encoder + mask-decoder pass over all point prompts, filtered before upscaling."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .filters import stability_score
+from .model import Sam
+from .prompts.base import EncodedImage
+
+
+@dataclass
+class MaskBatch:
+    """Candidate masks at the decoder's low resolution, with the scores the filters use."""
+
+    logits: torch.Tensor     # (K, s, s) low-res logits over the padded model input
+    iou: torch.Tensor        # (K,) predicted IoU
+    stability: torch.Tensor  # (K,) stability score (low-res)
+    points: torch.Tensor     # (K, 2) the point prompt of each mask, frame pixels (x, y)
+
+    def __len__(self) -> int:
+        return self.logits.shape[0]
+
+    def select(self, index: torch.Tensor) -> "MaskBatch":
+        return MaskBatch(self.logits[index], self.iou[index], self.stability[index], self.points[index])
+
+    @staticmethod
+    def cat(batches: list["MaskBatch"]) -> "MaskBatch":
+        return MaskBatch(*(torch.cat([getattr(b, name) for b in batches]) for name in
+                           ("logits", "iou", "stability", "points")))
+
+
+def bytes_per_prompt(model: Sam, embedding: torch.Tensor) -> int:
+    """Peak working memory of one prompt in the decoder: a few copies of its image tokens and upscaling."""
+    c, h, w = embedding.shape[1:]
+    element = embedding.element_size()
+    return element * h * w * (6 * c + 16 * 3 * c // 8)
+
+
+def to_model_coords(points: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
+    """Frame pixels -> pixels of the resized model input (segment-anything's apply_coords)."""
+    (h_in, w_in), (h, w) = encoded.input_size, encoded.original_size
+    return points * points.new_tensor([w_in / w, h_in / h])
+
+
+@torch.inference_mode()
+def decode_points(model: Sam, encoded: EncodedImage, points: torch.Tensor, *, pred_iou_thresh: float,
+                  stability_thresh: float, stability_offset: float, mask_threshold: float,
+                  max_memory_mb: int) -> MaskBatch:
+    """Decode every point (N, 2) with multimask output and keep masks passing IoU and stability.
+
+    All prompts go through ONE decoder call unless their working memory exceeds ``max_memory_mb``,
+    then through as few equal chunks as fit. Predicted IoU is known before the output upscaling, so
+    hopeless (prompt, mask) pairs are never upscaled.
+    """
+    device = encoded.embedding.device
+    points = points.to(device=device, dtype=torch.float32)
+    if points.numel() == 0:
+        return _empty(model, encoded)
+    per_prompt = bytes_per_prompt(model, encoded.embedding)
+    chunk = max(1, int(max_memory_mb * 2**20 // per_prompt))
+    encoder, decoder = model.prompt_encoder, model.mask_decoder
+    dense_pe = encoder.get_dense_pe().to(encoded.embedding.dtype)
+    no_mask = encoder.dense_no_mask()
+    batches = []
+    for start in range(0, points.shape[0], chunk):
+        part = points[start:start + chunk]
+        coords = to_model_coords(part, encoded)[:, None, :]
+        labels = torch.ones(coords.shape[:2], device=device, dtype=torch.int64)
+        sparse = encoder.embed_points(coords, labels).to(encoded.embedding.dtype)
+        decoded = decoder.decode_tokens(encoded.embedding, dense_pe, sparse, no_mask)
+        iou = decoded.iou_pred[:, 1:].float()  # the three multimask outputs
+        prompt_index, token_index = torch.nonzero(iou > pred_iou_thresh, as_tuple=True)
+        if prompt_index.numel() == 0:
+            continue
+        logits = decoder.upscale_masks(decoded, prompt_index, token_index + 1).float()
+        stability = stability_score(valid_region(logits, encoded), mask_threshold, stability_offset)
+        keep = stability >= stability_thresh
+        batches.append(MaskBatch(logits[keep], iou[prompt_index, token_index][keep], stability[keep],
+                                 part[prompt_index[keep]]))
+    return MaskBatch.cat(batches) if batches else _empty(model, encoded)
+
+
+def valid_region(lowres: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
+    """The part of low-res masks (K, s, s) that covers the frame rather than the padding."""
+    h_in, w_in = encoded.input_size
+    return lowres[:, :(h_in + 3) // 4, :(w_in + 3) // 4]
+
+
+def _empty(model: Sam, encoded: EncodedImage) -> MaskBatch:
+    s = 4 * encoded.embedding.shape[-1]
+    device = encoded.embedding.device
+    return MaskBatch(torch.empty(0, s, s, device=device), torch.empty(0, device=device),
+                     torch.empty(0, device=device), torch.empty(0, 2, device=device))

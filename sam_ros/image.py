@@ -1,0 +1,50 @@
+"""Input validation and preprocessing: uint8 HxWx3 -> the model's normalised, padded square, on the device."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+MAX_PIXELS = 8192 * 8192  # anything larger is a corrupt message, not a camera frame
+
+
+def validate_image(rgb: np.ndarray) -> None:
+    """Raise ValueError naming what is wrong with a colour frame."""
+    if not isinstance(rgb, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(rgb).__name__}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {rgb.dtype}")
+    if rgb.ndim != 3:
+        raise ValueError(f"image must be HxWx3 RGB, got shape {rgb.shape} (grayscale? convert to RGB first)")
+    if rgb.shape[2] != 3:
+        raise ValueError(f"image must have 3 channels (RGB), got {rgb.shape[2]} (RGBA? drop the alpha channel)")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"image is empty: {rgb.shape[0]}x{rgb.shape[1]}")
+    if rgb.shape[0] * rgb.shape[1] > MAX_PIXELS:
+        raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]}: larger than {MAX_PIXELS} pixels")
+
+
+def resized_shape(height: int, width: int, target: int) -> tuple[int, int]:
+    """Size after scaling the longest side to ``target`` (segment-anything's ResizeLongestSide)."""
+    scale = target / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def preprocess(rgb: np.ndarray, img_size: int, pixel_mean: torch.Tensor, pixel_std: torch.Tensor,
+               device: torch.device | str, dtype: torch.dtype) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Resize (longest side = img_size), normalise and pad to a (1, 3, img_size, img_size) tensor.
+
+    The antialiased bilinear resize matches PIL's, which the reference applies on the host; the result
+    is rounded to uint8 levels like PIL's output so both see the same pixels. Returns the tensor and the
+    resized (h, w) inside the padded square.
+    """
+    validate_image(rgb)
+    h, w = resized_shape(rgb.shape[0], rgb.shape[1], img_size)
+    image = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, non_blocking=True)
+    image = image.permute(2, 0, 1).unsqueeze(0).float()
+    if (h, w) != rgb.shape[:2]:
+        image = F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        image = image.round_().clamp_(0, 255)
+    image = (image - pixel_mean.to(image.device)) / pixel_std.to(image.device)
+    image = F.pad(image, (0, img_size - w, 0, img_size - h))
+    return image.to(dtype), (h, w)

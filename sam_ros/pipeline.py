@@ -1,0 +1,150 @@
+"""Segment everything in one frame: encode once, decode all prompts in one batch, filter on the device.
+
+``Segmenter`` maps the one configuration object onto the stage functions and reports how long each
+stage took, so the node's diagnostics and the benchmarks read the same numbers.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import SamRosConfig
+from .decode import MaskBatch, decode_points, valid_region
+from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_edge, upsample_to_frame
+from .image import preprocess
+from .masks import MaskRecord
+from .model import Sam, load_sam
+from .prompts import EncodedImage, GridPrompts, PromptStrategy
+
+# Fields whose change needs a new model (or device); everything else applies to the next frame.
+MODEL_FIELDS = ("checkpoint", "device", "dtype")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class SegmentationResult:
+    """The masks of one frame, best first, on the device they were computed on."""
+
+    masks: torch.Tensor           # (N, H, W) bool, frame resolution
+    boxes: torch.Tensor           # (N, 4) x0, y0, x1, y1 inclusive, frame pixels
+    areas: torch.Tensor           # (N,) pixels
+    predicted_iou: torch.Tensor   # (N,)
+    stability: torch.Tensor       # (N,)
+    points: torch.Tensor          # (N, 2) prompt of each mask, frame pixels (x, y)
+    num_prompts: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.masks.shape[0]
+
+    def records(self) -> list[MaskRecord]:
+        """Host-side records (segment-anything AMG fields); ids are the result's order, 1-based."""
+        masks = self.masks.cpu().numpy()
+        boxes, areas = self.boxes.cpu().long().tolist(), self.areas.cpu().tolist()
+        iou, stability, points = self.predicted_iou.cpu().tolist(), self.stability.cpu().tolist(), self.points.cpu().tolist()
+        return [MaskRecord(i + 1, masks[i], (b[0], b[1], b[2] - b[0] + 1, b[3] - b[1] + 1), int(areas[i]),
+                           float(iou[i]), float(stability[i]), (float(points[i][0]), float(points[i][1])))
+                for i, b in enumerate(boxes)]
+
+
+def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    """'auto' picks cuda + float16 when a GPU is there, else cpu + float32; impossible asks are errors."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU (use device 'cpu' or 'auto')")
+    if dtype == "auto":
+        dtype = "float16" if device == "cuda" else "float32"
+    if dtype == "float16" and device == "cpu":
+        raise ValueError("float16 needs a CUDA device; on the CPU use float32 or bfloat16")
+    return torch.device(device), DTYPES[dtype]
+
+
+class Segmenter:
+    def __init__(self, config: SamRosConfig = SamRosConfig(), model: Sam | None = None) -> None:
+        self.device, self.dtype = resolve_device(config.device, config.dtype)
+        if model is None:
+            model, _ = load_sam(config.checkpoint or None, self.device, self.dtype)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.config = config
+        self.strategy = self._strategy(config)
+
+    def update(self, config: SamRosConfig) -> None:
+        """Apply a new configuration to the next frame; model, device or dtype changes need a new Segmenter."""
+        changed = [name for name in MODEL_FIELDS if getattr(config, name) != getattr(self.config, name)]
+        if changed:
+            raise ValueError(f"changing {', '.join(changed)} needs a restart")
+        if (config.prompt_mode, config.grid_size) != (self.config.prompt_mode, self.config.grid_size):
+            self.strategy = self._strategy(config)
+        self.config = config
+
+    def _strategy(self, config: SamRosConfig) -> PromptStrategy:
+        if config.prompt_mode == "grid":
+            return GridPrompts(config.grid_size)
+        raise ValueError(f"prompt_mode {config.prompt_mode!r} needs a trained AoP prompt predictor, "
+                         "which this build does not ship yet; use prompt_mode 'grid'")
+
+    @torch.inference_mode()
+    def encode(self, rgb: np.ndarray) -> EncodedImage:
+        image, input_size = preprocess(rgb, self.model.img_size, self.model.pixel_mean, self.model.pixel_std,
+                                       self.device, self.dtype)
+        return EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
+
+    @torch.inference_mode()
+    def segment(self, rgb: np.ndarray) -> SegmentationResult:
+        """All masks of one uint8 HxWx3 RGB frame; raises ValueError for malformed frames."""
+        config, timings = self.config, {}
+        with self._timed(timings, "encoder_ms"):
+            encoded = self.encode(rgb)
+        prompts = []
+
+        def decode(points: torch.Tensor) -> MaskBatch:
+            prompts.append(points.shape[0])
+            return decode_points(self.model, encoded, points, pred_iou_thresh=config.pred_iou_thresh,
+                                 stability_thresh=config.stability_thresh, stability_offset=config.stability_offset,
+                                 mask_threshold=config.mask_threshold, max_memory_mb=config.max_decode_memory_mb)
+
+        with self._timed(timings, "decoder_ms"):
+            batch = self.strategy.propose(encoded, decode)
+        with self._timed(timings, "filter_ms"):
+            batch, boxes = self._filter(batch, encoded)
+        with self._timed(timings, "postprocess_ms"):
+            result = self._to_frame(batch, encoded, sum(prompts))
+        result.timings_ms = timings
+        timings["total_ms"] = sum(timings.values())
+        return result
+
+    def _filter(self, batch: MaskBatch, encoded: EncodedImage) -> tuple[MaskBatch, torch.Tensor]:
+        """Area, edge, NMS and count limits on the low-res masks, before anything is upsampled."""
+        config = self.config
+        lowres = valid_region(batch.logits, encoded) > config.mask_threshold
+        boxes = lowres_boxes_in_frame(lowres, encoded.input_size, encoded.original_size)
+        (h_in, w_in), (h, w) = encoded.input_size, encoded.original_size
+        approx_area = lowres.flatten(1).sum(1) * (16 * h * w / (h_in * w_in))
+        keep = approx_area >= max(config.min_area, 1)
+        if config.reject_edge_masks:
+            keep &= ~touches_frame_edge(boxes, encoded.original_size)
+        kept = torch.nonzero(keep).squeeze(1)
+        order = kept[nms(boxes[kept], batch.iou[kept], config.nms_thresh)][:config.max_objects]
+        return batch.select(order), boxes[order]
+
+    def _to_frame(self, batch: MaskBatch, encoded: EncodedImage, num_prompts: int) -> SegmentationResult:
+        """Upsample the survivors to frame resolution; exact boxes and areas come from the full masks."""
+        masks = upsample_to_frame(batch.logits, encoded.input_size, encoded.original_size, self.config.mask_threshold)
+        areas = masks.flatten(1).sum(1)
+        keep = areas >= max(self.config.min_area, 1)
+        masks = masks[keep]
+        return SegmentationResult(masks, masks_to_boxes(masks), areas[keep], batch.iou[keep], batch.stability[keep],
+                                  batch.points[keep], num_prompts)
+
+    @contextmanager
+    def _timed(self, timings: dict[str, float], name: str):
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings[name] = (time.perf_counter() - start) * 1000.0

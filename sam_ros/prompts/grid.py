@@ -1,0 +1,26 @@
+"""A regular point grid, laid out exactly like segment-anything's ``build_point_grid``."""
+from __future__ import annotations
+
+import torch
+
+from .base import EncodedImage, PromptStrategy
+
+
+def build_point_grid(n_per_side: int) -> torch.Tensor:
+    """(n*n, 2) points (x, y) in [0, 1], cell centres, row by row."""
+    offset = 1 / (2 * n_per_side)
+    side = torch.linspace(offset, 1 - offset, n_per_side, dtype=torch.float64)
+    ys, xs = torch.meshgrid(side, side, indexing="ij")
+    return torch.stack([xs, ys], dim=-1).reshape(-1, 2)
+
+
+class GridPrompts(PromptStrategy):
+    def __init__(self, n_per_side: int) -> None:
+        if n_per_side < 1:
+            raise ValueError(f"grid size must be >= 1, got {n_per_side}")
+        self.unit_points = build_point_grid(n_per_side)
+
+    def propose(self, encoded: EncodedImage, decode):
+        height, width = encoded.original_size
+        scale = torch.tensor([width, height], dtype=torch.float64)
+        return decode((self.unit_points * scale).float())
