@@ -36,6 +36,18 @@ def _randomise_norms(model: torch.nn.Module) -> None:
         for name, param in model.named_parameters():
             if "attention_biases" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+        # Random heads predict IoUs around 0; shift them into (0, 1) so that IoU thresholds behave as
+        # they do with trained weights.
+        model.mask_decoder.iou_prediction_head.layers[-1].bias.add_(0.5)
+        # Random hyper-networks give logits of magnitude << 1, i.e. stability 0 everywhere; scale them up.
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(100.0)
+        # Random transposed-convolution kernels paint a checkerboard at the decoder's 256x256 output,
+        # which no trained model produces and which makes low-res and full-res stability disagree.
+        # Equal taps per 2x2 position keep the upscaling smooth, as trained weights are.
+        for layer in model.mask_decoder.output_upscaling:
+            if isinstance(layer, torch.nn.ConvTranspose2d):
+                layer.weight.copy_(layer.weight.mean(dim=(2, 3), keepdim=True).expand_as(layer.weight).clone())
 
 
 def seeded_state_dict(seed: int = 0) -> dict:
