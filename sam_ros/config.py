@@ -75,7 +75,7 @@ class SamRosConfig:
     min_depth: float = _param(0.1, "Depth below this (m) is invalid", low=0.0, high=100.0, dynamic=True)
     max_depth: float = _param(10.0, "Depth above this (m) is invalid", low=0.0, high=1000.0,
                               dynamic=True)
-    erosion_px: int = _param(2, "Pixels eroded from each mask edge before using its depth (flying pixels)",
+    erosion_px: int = _param(1, "Pixels eroded from each mask edge before using its depth (flying pixels)",
                              low=0, high=50, dynamic=True)
     min_valid_points: int = _param(30, "Objects with fewer valid depth points are flagged invalid",
                                    low=1, high=1_000_000, dynamic=True)
