@@ -7,7 +7,7 @@ setup(
     description="MobileSAM segment-everything with depth fusion for ROS 2",
     license="Apache-2.0",
     packages=find_packages(include=["sam_ros", "sam_ros.*"]),
-    package_data={"sam_ros": ["data/*", "data/**/*"]},
+    package_data={"sam_ros": ["data/*", "data/*/*", "synthetic/textures/*"]},
     python_requires=">=3.10",
     install_requires=["torch==2.13.0", "numpy>=1.24", "pillow>=10", "pyyaml>=6", "tqdm>=4.60",
                       "rosbags==0.11.9", "zstandard>=0.22"],
