@@ -1,0 +1,34 @@
+"""Helpers for the ROS tests: a background spinner and a polling wait."""
+import threading
+import time
+
+from rclpy.executors import MultiThreadedExecutor
+
+
+class Spinner:
+    """An executor spinning its nodes in a background thread for the duration of a test."""
+
+    def __init__(self, *nodes):
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.executor.shutdown(timeout_sec=5)
+        self.thread.join(timeout=5)
+
+
+def wait_for(condition, timeout=60.0, interval=0.05, action=None, action_every=2.0):
+    """Poll ``condition`` until true or ``timeout``; call ``action`` (e.g. re-publish) every ``action_every`` s."""
+    deadline = time.monotonic() + timeout
+    next_action = time.monotonic()
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if action is not None and time.monotonic() >= next_action:
+            action()
+            next_action = time.monotonic() + action_every
+        time.sleep(interval)
+    return condition()

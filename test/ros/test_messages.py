@@ -1,0 +1,91 @@
+"""Every sam_ros message through rclpy serialisation, DDS, and rosbags' CDR (both directions)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
+from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from sensor_msgs.msg import RegionOfInterest
+from std_msgs.msg import Header
+
+from rosutil import Spinner, wait_for
+from sam_ros.msg import MaskArray, Object3D, Object3DArray, ObjectMask
+
+MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
+
+
+def sample_mask_array():
+    mask = ObjectMask(id=3, bbox=RegionOfInterest(x_offset=4, y_offset=5, width=6, height=7), area=42,
+                      predicted_iou=0.91, stability_score=0.97, rle_counts=[10, 5, 3, 2],
+                      prompt=Point(x=12.5, y=8.0))
+    return MaskArray(header=Header(frame_id="camera_color_optical_frame"), height=480, width=640, masks=[mask])
+
+
+def sample_object_array():
+    obj = Object3D(id=7, mask_id=3, valid=True, centroid=Point(x=0.1, y=0.2, z=1.5),
+                   aabb_center=Pose(position=Point(x=0.1, y=0.2, z=1.6), orientation=Quaternion(w=1.0)),
+                   aabb_size=Vector3(x=0.3, y=0.4, z=0.2),
+                   obb_pose=Pose(position=Point(x=0.1, y=0.2, z=1.6), orientation=Quaternion(y=0.38, w=0.92)),
+                   obb_size=Vector3(x=0.35, y=0.4, z=0.15), point_count=1234, depth_coverage=0.93, score=0.9)
+    bad = Object3D(id=8, mask_id=4, valid=False, invalid_reason="too little valid depth")
+    return Object3DArray(header=Header(frame_id="camera_color_optical_frame"), objects=[obj, bad])
+
+
+def same(a, b):
+    """Field-by-field equality with float32 tolerance (float32 fields lose precision in transit)."""
+    if hasattr(a, "get_fields_and_field_types"):
+        return all(same(getattr(a, f), getattr(b, f)) for f in a.get_fields_and_field_types())
+    if isinstance(a, float):
+        return abs(a - b) < 1e-6 * max(1.0, abs(a))
+    if isinstance(a, (list, tuple)) or hasattr(a, "tolist"):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(list(a), list(b)))
+    return a == b
+
+
+@pytest.mark.parametrize("make", [sample_mask_array, sample_object_array])
+def test_rclpy_serialisation_round_trip(make):
+    msg = make()
+    assert same(deserialize_message(serialize_message(msg), type(msg)), msg)
+
+
+@pytest.fixture(scope="module")
+def typestore():
+    store = get_typestore(Stores.ROS2_JAZZY)
+    types = {}
+    for path in sorted(MSG_DIR.glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"sam_ros/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+@pytest.mark.parametrize("make", [sample_mask_array, sample_object_array])
+def test_rosbags_cdr_both_directions(typestore, make):
+    msg = make()
+    name = f"sam_ros/msg/{type(msg).__name__}"
+    decoded = typestore.deserialize_cdr(serialize_message(msg), name)  # rclpy -> rosbags
+    assert decoded.header.frame_id == "camera_color_optical_frame"
+    back = deserialize_message(bytes(typestore.serialize_cdr(decoded, name)), type(msg))  # rosbags -> rclpy
+    assert same(back, msg)
+    if isinstance(msg, MaskArray):
+        assert np.array_equal(decoded.masks[0].rle_counts, [10, 5, 3, 2])
+
+
+@pytest.mark.parametrize("reliability", [ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT])
+def test_publish_subscribe(ros, reliability):
+    import rclpy
+
+    node = rclpy.create_node("msg_roundtrip")
+    qos = QoSProfile(depth=10, reliability=reliability)
+    received = []
+    node.create_subscription(Object3DArray, "roundtrip", received.append, qos)
+    pub = node.create_publisher(Object3DArray, "roundtrip", qos)
+    spinner = Spinner(node)
+    try:
+        msg = sample_object_array()
+        assert wait_for(lambda: received, timeout=20, action=lambda: pub.publish(msg), action_every=0.2)
+        assert same(received[0], msg)
+    finally:
+        spinner.stop()
+        node.destroy_node()
