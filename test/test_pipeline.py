@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+import torch
+
+from sam_ros.config import SamRosConfig
+from sam_ros.decode import bytes_per_prompt
+from sam_ros.model import TINY, build_sam
+from sam_ros.pipeline import Segmenter, resolve_device
+from sam_ros.synthetic import Intrinsics, render, sample_scene
+
+LOOSE = dict(device="cpu", pred_iou_thresh=0.0, stability_thresh=0.0, min_area=0, nms_thresh=1.0, max_objects=1000)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_sam(TINY)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return render(sample_scene(np.random.default_rng(2)), Intrinsics.default(160, 120)).rgb
+
+
+def test_chunked_decoding_gives_the_same_masks_as_one_batch(model, frame):
+    one = Segmenter(SamRosConfig(grid_size=10, **LOOSE), model).segment(frame)
+    segmenter = Segmenter(SamRosConfig(grid_size=10, max_decode_memory_mb=64, **LOOSE), model)
+    per_chunk = 64 * 2**20 // bytes_per_prompt(model, segmenter.encode(frame).embedding)
+    assert per_chunk < 100 / 2, "the cap must force at least three decoder calls"
+    chunked = segmenter.segment(frame)
+    assert len(one) == len(chunked) and len(one) > 0
+    assert torch.equal(one.masks, chunked.masks)
+    assert torch.allclose(one.predicted_iou, chunked.predicted_iou, atol=1e-5)
+
+
+def test_update_applies_dynamic_fields_without_reloading(model, frame):
+    segmenter = Segmenter(SamRosConfig(grid_size=4, **LOOSE), model)
+    assert segmenter.segment(frame).num_prompts == 16
+    segmenter.update(segmenter.config.replace(grid_size=5, max_objects=2))
+    result = segmenter.segment(frame)
+    assert result.num_prompts == 25 and len(result) <= 2 and segmenter.model is model
+    with pytest.raises(ValueError, match="needs a restart"):
+        segmenter.update(segmenter.config.replace(checkpoint="other.pt"))
+    with pytest.raises(ValueError, match="AoP"):
+        segmenter.update(segmenter.config.replace(prompt_mode="aop"))
+
+
+def test_results_are_filtered_sorted_and_timed(model, frame):
+    result = Segmenter(SamRosConfig(grid_size=6, **{**LOOSE, "nms_thresh": 0.5, "min_area": 50}), model).segment(frame)
+    assert (result.areas >= 50).all()
+    assert set(result.timings_ms) == {"encoder_ms", "decoder_ms", "filter_ms", "postprocess_ms", "total_ms"}
+    records = result.records()
+    assert [r.id for r in records] == list(range(1, len(records) + 1))
+    assert all(r.segmentation.shape == frame.shape[:2] for r in records)
+
+
+def test_bad_frames_raise_value_errors(model):
+    segmenter = Segmenter(SamRosConfig(**LOOSE), model)
+    for bad in (np.zeros((10, 10), np.uint8), np.zeros((0, 10, 3), np.uint8), np.zeros((10, 10, 3), np.float32)):
+        with pytest.raises(ValueError):
+            segmenter.segment(bad)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu", "auto") == (torch.device("cpu"), torch.float32)
+    assert resolve_device("cpu", "bfloat16")[1] == torch.bfloat16
+    with pytest.raises(ValueError, match="float16 needs a CUDA"):
+        resolve_device("cpu", "float16")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda", "auto")
