@@ -1,7 +1,7 @@
 """Masks + aligned depth -> 3D objects: robust centroid, axis-aligned and yaw-oriented boxes, coverage.
 
 All masks of a frame are fused together: their pixels are gathered once and every per-object
-statistic (median, MAD, means, extents, covariance) is a segmented reduction over that one list, so
+statistic (median, MAD, means, extents) is a segmented reduction over that one list, so
 the cost does not grow with a Python loop over objects or pixels.
 
 Outliers along depth are rejected with median/MAD: a mask that bleeds over an object's silhouette
@@ -12,6 +12,7 @@ a bin size per object.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch.nn import functional as F
 from .camera import PinholeCamera
 
 MAD_TO_SIGMA = 1.4826
+YAW_STEPS = 90  # candidate yaws over a quarter turn (a rectangle repeats every 90 degrees): 1 degree apart
 
 
 @dataclass
@@ -146,7 +148,9 @@ def _estimates(index, points, counts, coverage, n, min_valid_points, up) -> list
     centroid = torch.zeros(n, 3, dtype=points.dtype).index_add_(0, index, points) / safe
     low, high = _segment_extent(index, points, n)
 
-    # Yaw-only box: principal axis of the points projected on the plane perpendicular to `up`.
+    # Yaw-only box: the smallest-area rectangle around the points seen from above. A camera sees one
+    # or two faces of a box (a line or an L from above), whose principal axis lies between the faces;
+    # the tightest rectangle lines up with the faces themselves.
     up_t = torch.from_numpy(up)
     helper = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     if abs(float(helper @ up_t)) > 0.9:
@@ -155,12 +159,18 @@ def _estimates(index, points, counts, coverage, n, min_valid_points, up) -> list
     axis_a = axis_a / axis_a.norm()
     axis_b = torch.linalg.cross(up_t, axis_a)
     rel = points - centroid[index]
-    a, b, v = rel @ axis_a, rel @ axis_b, rel @ up_t
-    cov = torch.zeros(n, 3, dtype=points.dtype).index_add_(0, index, torch.stack([a * a, a * b, b * b], 1)) / safe
-    yaw = 0.5 * torch.atan2(2 * cov[:, 1], cov[:, 0] - cov[:, 2])
-    cos, sin = torch.cos(yaw)[index], torch.sin(yaw)[index]
-    major, minor = cos * a + sin * b, -sin * a + cos * b
-    obb_low, obb_high = _segment_extent(index, torch.stack([major, v, minor], 1), n)
+    a, b, v = (rel @ axis_a).float(), (rel @ axis_b).float(), rel @ up_t
+    angles = torch.arange(YAW_STEPS, dtype=torch.float32) * (math.pi / 2 / YAW_STEPS)
+    major_all = a[:, None] * torch.cos(angles) + b[:, None] * torch.sin(angles)  # (P, steps)
+    minor_all = -a[:, None] * torch.sin(angles) + b[:, None] * torch.cos(angles)
+    low_a, high_a = _segment_extent(index, major_all, n)
+    low_b, high_b = _segment_extent(index, minor_all, n)
+    best = ((high_a - low_a) * (high_b - low_b)).argmin(dim=1)
+    yaw = angles[best].double()
+    rows = torch.arange(n)
+    low_v, high_v = _segment_extent(index, v[:, None], n)
+    obb_low = torch.stack([low_a[rows, best].double(), low_v[:, 0], low_b[rows, best].double()], 1)
+    obb_high = torch.stack([high_a[rows, best].double(), high_v[:, 0], high_b[rows, best].double()], 1)
     mid = (obb_low + obb_high) / 2
     yaw_c, yaw_s = torch.cos(yaw), torch.sin(yaw)
     major_dir = yaw_c[:, None] * axis_a + yaw_s[:, None] * axis_b

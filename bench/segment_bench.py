@@ -1,0 +1,103 @@
+"""Segment-everything speed: sam_ros's pipeline vs the reference MobileSAM automatic mask generator.
+
+    python bench/segment_bench.py                    # 640x480, grids 16 and 32, on cuda if present else cpu
+    python bench/segment_bench.py --grids 16 --repeats 3 --device cpu
+
+Both run the same seeded MobileSAM weights (test/reference.py) on the same synthetic 640x480 frame, each
+configuration in its own process so that peak memory is its own. Thresholds are segment-anything's
+defaults for both. Prints median latency, the speed-up ratio, peak memory and masks kept.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "test"))
+sys.path.insert(0, str(ROOT))
+
+
+def frame() -> np.ndarray:
+    from sam_ros.synthetic import render, sample_scene
+
+    return render(sample_scene(np.random.default_rng(0))).rgb
+
+
+def run(method: str, grid: int, device: str, dtype: str, repeats: int, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    from reference import SamAutomaticMaskGenerator, reference_mobile_sam
+
+    reference = reference_mobile_sam(seed=0)
+    image = frame()
+    if method == "reference":
+        model = reference.to(device)
+        generator = SamAutomaticMaskGenerator(model, points_per_side=grid, points_per_batch=64)
+        segment = lambda: generator.generate(image)  # noqa: E731
+    else:
+        from sam_ros.config import SamRosConfig
+        from sam_ros.model import load_sam
+        from sam_ros.pipeline import Segmenter
+
+        path = Path(f"/tmp/sam_ros_bench_{grid}.pt")
+        torch.save(reference.state_dict(), path)
+        model, _ = load_sam(path)
+        segmenter = Segmenter(SamRosConfig(device=device, dtype=dtype, grid_size=grid, max_objects=1000), model)
+        segment = lambda: segmenter.segment(image)  # noqa: E731
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    segment()  # warm-up
+    times, count = [], 0
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        count = len(segment())
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
+               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    queue.put((statistics.median(times), peak_mb, count))
+
+
+def measure(*args) -> tuple[float, float, int]:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=run, args=(*args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--grids", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    dtypes = ["float16", "float32"] if args.device == "cuda" else ["float32"]
+    memory = "peak GPU MiB" if args.device == "cuda" else "peak RSS MiB"
+    print(f"640x480, {args.device}, {args.threads} threads, median of {args.repeats}")
+    print(f"{'grid':>4} {'method':<22} {'latency s':>10} {'speed-up':>9} {memory:>13} {'masks':>6}")
+    for grid in args.grids:
+        ref_s, ref_mb, ref_n = measure("reference", grid, args.device, "float32", args.repeats, args.threads)
+        print(f"{grid:>4} {'reference AMG fp32':<22} {ref_s:>10.3f} {1.0:>9.2f} {ref_mb:>13.0f} {ref_n:>6}", flush=True)
+        for dtype in dtypes:
+            ours_s, ours_mb, ours_n = measure("sam_ros", grid, args.device, dtype, args.repeats, args.threads)
+            fps = f"  ({1 / ours_s:.1f} FPS)" if args.device == "cuda" else ""
+            print(f"{grid:>4} {'sam_ros ' + dtype:<22} {ours_s:>10.3f} {ref_s / ours_s:>9.2f} {ours_mb:>13.0f} "
+                  f"{ours_n:>6}{fps}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
