@@ -1,0 +1,168 @@
+"""sam_node in-process against real rclpy + Fast DDS: a known scene in, its objects out; bad input survived."""
+import math
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from rosutil import Spinner, wait_for
+from sam_ros.camera import PinholeCamera
+from sam_ros.convert import fill_image
+from sam_ros.fusion import depth_to_metres, fuse_masks
+from sam_ros.msg import MaskArray, Object3DArray
+from sam_ros.ros.node import SamNode, stamp_ns
+from sam_ros.synthetic import SceneObject, SceneSpec, add_depth_noise, render, to_16uc1_mm
+
+FRAME = "camera_color_optical_frame"
+
+
+def known_scene():
+    """Three well separated objects on the floor, 1.5-2.5 m away."""
+    objects = (SceneObject(1, "box", (-0.55, 0.85, 1.9), (0.35, 0.3, 0.3), yaw=0.5, texture="astronaut"),
+               SceneObject(2, "sphere", (0.1, 0.83, 1.6), (0.34, 0.34, 0.34), texture="coffee"),
+               SceneObject(3, "cylinder", (0.65, 0.75, 2.4), (0.3, 0.5, 0.3), texture="rocket"))
+    return render(SceneSpec(objects, camera_height=1.0, camera_pitch=0.35, floor_texture="gravel",
+                            wall_distance=4.5))
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return known_scene()
+
+
+class Camera:
+    """A fake RGB-D driver: publishes colour, depth and CameraInfo with one stamp, and collects sam_node's output."""
+
+    def __init__(self):
+        self.node = rclpy.create_node("fake_camera")
+        self.image = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.depth = self.node.create_publisher(Image, "depth", qos_profile_sensor_data)
+        self.info = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.masks, self.objects, self.markers = {}, {}, []
+        self.node.create_subscription(MaskArray, "/sam_node/masks", lambda m: self.masks.__setitem__(stamp_ns(m), m), 10)
+        self.node.create_subscription(Object3DArray, "/sam_node/objects",
+                                      lambda m: self.objects.__setitem__(stamp_ns(m), m), 10)
+        self.node.create_subscription(MarkerArray, "/sam_node/markers", self.markers.append, 10)
+        self.stamp = 1_000
+
+    def next_header(self):
+        self.stamp += 1
+        return Header(stamp=Time(sec=self.stamp, nanosec=0), frame_id=FRAME)
+
+    def send(self, rgb, depth, depth_encoding, scene, header, image_encoding="rgb8", info_k=None, info=True,
+             depth_header=None):
+        def publish():
+            self.image.publish(fill_image(Image(), rgb, image_encoding, header) if rgb is not None else
+                               Image(header=header, encoding="rgb8"))
+            self.depth.publish(fill_image(Image(), depth, depth_encoding, depth_header or header))
+            if info:
+                k = scene.intrinsics.K.ravel().tolist() if info_k is None else info_k
+                self.info.publish(CameraInfo(header=header, width=rgb.shape[1] if rgb is not None else 0,
+                                             height=rgb.shape[0] if rgb is not None else 0, k=k, d=[0.0] * 5,
+                                             distortion_model="plumb_bob"))
+        return publish
+
+
+@pytest.fixture(scope="module")
+def harness(ros):
+    node = SamNode(parameter_overrides=[Parameter("checkpoint", value="bundled"), Parameter("device", value="cpu"),
+                                        Parameter("grid_size", value=12)])
+    camera = Camera()
+    spinner = Spinner(node, camera.node)
+    yield node, camera
+    spinner.stop()
+    node.destroy_node()
+    camera.node.destroy_node()
+
+
+def visible_truth(scene):
+    """Visible-surface centroids of the ground-truth objects (what depth can tell)."""
+    masks, ids = scene.masks()
+    i = scene.intrinsics
+    camera = PinholeCamera(i.width, i.height, i.K, frame_id=FRAME)
+    estimates = fuse_masks(masks, depth_to_metres(scene.depth), camera, erosion_px=0, mad_gate=1e9)
+    return {object_id: e.centroid for object_id, e in zip(ids, estimates) if masks[ids.index(object_id)].sum() > 1500}
+
+
+@pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
+def test_known_objects_come_back_in_3d(harness, scene, encoding):
+    node, camera = harness
+    rng = np.random.default_rng(0)
+    noisy = add_depth_noise(scene.depth, rng)
+    depth = to_16uc1_mm(noisy) if encoding == "16UC1" else noisy
+    header = camera.next_header()
+    stamp = stamp_ns(header)
+    assert wait_for(lambda: stamp in camera.objects, timeout=120,
+                    action=camera.send(scene.rgb, depth, encoding, scene, header), action_every=10)
+    masks, objects = camera.masks[stamp], camera.objects[stamp]
+    assert (masks.height, masks.width) == (480, 640) and masks.header.frame_id == FRAME
+    assert objects.header.frame_id == FRAME and len(objects.objects) == len(masks.masks)
+    valid = [o for o in objects.objects if o.valid]
+    for object_id, centre in visible_truth(scene).items():
+        distances = [math.dist((o.centroid.x, o.centroid.y, o.centroid.z), centre) for o in valid]
+        assert min(distances) < 0.05, f"object {object_id} at {centre} not found within 5 cm"
+    for o in objects.objects:
+        assert all(math.isfinite(v) for v in (o.centroid.x, o.centroid.y, o.centroid.z, o.obb_size.x, o.depth_coverage))
+    assert wait_for(lambda: any(m.type == Marker.CUBE for arr in camera.markers for m in arr.markers), timeout=10)
+
+
+def test_bad_input_is_counted_and_survived(harness, scene):
+    node, camera = harness
+    depth_mm = to_16uc1_mm(scene.depth)
+    cases = [
+        dict(rgb=scene.rgb[..., 0], depth=depth_mm, depth_encoding="16UC1", image_encoding="mono16"),  # wrong encoding
+        dict(rgb=scene.rgb, depth=depth_mm[::2, ::2].copy(), depth_encoding="16UC1"),  # size mismatch
+        dict(rgb=scene.rgb, depth=depth_mm, depth_encoding="16UC1", info_k=[0.0] * 9),  # CameraInfo K all zero
+        dict(rgb=None, depth=depth_mm, depth_encoding="16UC1"),  # zero-size colour image
+    ]
+    for case in cases:
+        before = node.counters["rejected_frames"]
+        header = camera.next_header()
+        assert wait_for(lambda: node.counters["rejected_frames"] > before, timeout=60,
+                        action=camera.send(scene=scene, header=header, **case), action_every=5), case
+        assert stamp_ns(header) not in camera.masks
+    # all-NaN depth: the frame is processed, its objects are flagged, and nothing in them is NaN
+    header = camera.next_header()
+    nan_depth = np.full(scene.depth.shape, np.nan, np.float32)
+    assert wait_for(lambda: stamp_ns(header) in camera.objects, timeout=120,
+                    action=camera.send(scene.rgb, nan_depth, "32FC1", scene, header), action_every=10)
+    flagged = camera.objects[stamp_ns(header)].objects
+    assert flagged and all(not o.valid and o.invalid_reason for o in flagged)
+    assert node.counters["frames_without_valid_depth"] >= 1
+    # no CameraInfo, or depth stamps that never match: nothing is processed, queues stay bounded
+    processed = node.counters["processed"]
+    header = camera.next_header()
+    late = Header(stamp=Time(sec=header.stamp.sec, nanosec=500_000_000), frame_id=FRAME)
+    for _ in range(10):
+        camera.send(scene.rgb, depth_mm, "16UC1", scene, header, info=False)()
+        camera.send(scene.rgb, depth_mm, "16UC1", scene, camera.next_header(), depth_header=late)()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert node.counters["processed"] == processed
+    assert all(len(q) <= node.config.sync_queue_size for q in node.sync.queues)
+    assert node.worker.is_alive()
+
+
+def test_parameters_are_validated_and_applied(harness, scene):
+    node, camera = harness
+    refused = node.set_parameters([Parameter("grid_size", value=0)])[0]
+    assert not refused.successful and "grid_size" in refused.reason
+    assert node.config.grid_size == 12
+    assert not node.set_parameters([Parameter("prompt_mode", value="yolo")])[0].successful
+    assert not node.set_parameters([Parameter("device", value="cuda")])[0].successful  # read-only
+    assert node.set_parameters([Parameter("max_objects", value=1)])[0].successful
+    header = camera.next_header()
+    try:
+        assert wait_for(lambda: stamp_ns(header) in camera.masks, timeout=120,
+                        action=camera.send(scene.rgb, to_16uc1_mm(scene.depth), "16UC1", scene, header),
+                        action_every=10)
+        assert len(camera.masks[stamp_ns(header)].masks) == 1
+    finally:
+        node.set_parameters([Parameter("max_objects", value=100)])
