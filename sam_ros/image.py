@@ -40,7 +40,7 @@ def preprocess(rgb: np.ndarray, img_size: int, pixel_mean: torch.Tensor, pixel_s
     """
     validate_image(rgb)
     h, w = resized_shape(rgb.shape[0], rgb.shape[1], img_size)
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, non_blocking=True)
+    image = torch.from_numpy(np.require(rgb, requirements=("C", "W"))).to(device, non_blocking=True)
     image = image.permute(2, 0, 1).unsqueeze(0).float()
     if (h, w) != rgb.shape[:2]:
         image = F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=True)

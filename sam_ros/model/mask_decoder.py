@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .common import MLP, LayerNorm2d
 from .transformer import TwoWayTransformer
@@ -66,13 +67,30 @@ class MaskDecoder(nn.Module):
         """
         prompts, inverse = torch.unique(prompt_index, return_inverse=True)
         h, w = decoded.embedding_size
-        src = decoded.image_tokens[prompts].transpose(1, 2).reshape(len(prompts), -1, h, w)
-        upscaled = self.output_upscaling(src)  # (P, C/8, 4h, 4w)
+        features = self._upscale_tokens(decoded.image_tokens[prompts])  # (P, h*w, 4, 4, C/8)
         # The hyper-network MLPs are tiny: run all of them for the selected prompts, then pick.
         hyper = torch.stack([mlp(decoded.mask_tokens[prompts, i])
-                             for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
-        masks = torch.bmm(hyper, upscaled.flatten(2))  # (P, num_mask_tokens, 16hw)
-        return masks[inverse, token_index].view(-1, *upscaled.shape[-2:])
+                             for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)  # (P, T, C/8)
+        p = len(prompts)
+        masks = torch.bmm(hyper, features.view(p, -1, features.shape[-1]).transpose(1, 2))  # (P, T, h*w*16)
+        masks = masks[inverse, token_index].view(-1, h, w, 2, 2, 2, 2)  # (K, y, x, i, j, k, l)
+        # output pixel (4y + 2i + k, 4x + 2j + l)
+        return masks.permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, 4 * h, 4 * w)
+
+    def _upscale_tokens(self, tokens: Tensor) -> Tensor:
+        """``output_upscaling`` computed on tokens (P, h*w, C) in channels-last form.
+
+        A 2x2-stride-2 transposed convolution is one matrix product per token, so the upscaling needs no
+        NCHW layout changes and its LayerNorm runs over the last axis (same weights, same arithmetic).
+        """
+        conv1, norm, _, conv2, _ = self.output_upscaling
+        c1, c2 = conv1.out_channels, conv2.out_channels
+        x = F.linear(tokens, conv1.weight.permute(2, 3, 1, 0).reshape(4 * c1, -1),
+                     conv1.bias.repeat(4))  # (P, hw, [i, j, c1])
+        x = x.view(*tokens.shape[:2], 4, c1)
+        x = F.gelu(F.layer_norm(x, (c1,), norm.weight, norm.bias, norm.eps))
+        x = F.linear(x, conv2.weight.permute(2, 3, 1, 0).reshape(4 * c2, c1), conv2.bias.repeat(4))
+        return F.gelu(x).view(*tokens.shape[:2], 2, 2, 2, 2, c2)  # (P, hw, i, j, k, l, c2)
 
     def forward(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
                 dense_prompt_embeddings: Tensor, multimask_output: bool) -> tuple[Tensor, Tensor]:
