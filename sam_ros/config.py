@@ -79,7 +79,8 @@ class SamRosConfig:
                              low=0, high=50, dynamic=True)
     min_valid_points: int = _param(30, "Objects with fewer valid depth points are flagged invalid",
                                    low=1, high=1_000_000, dynamic=True)
-    target_frame: str = _param("", "Also express objects in this TF frame ('' = camera frame only)")
+    target_frame: str = _param("", "Express objects in this TF frame; not supported yet, must be '' "
+                               "(objects are in the camera's optical frame)")
 
     # --- tracking --------------------------------------------------------------------------
     track_max_distance: float = _param(0.3, "Max 3D centroid distance (m) to keep an object's id",

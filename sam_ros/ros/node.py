@@ -48,6 +48,9 @@ class SamNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("sam_node", **kwargs)
         self.config = self._declare_parameters()
+        if self.config.target_frame:
+            raise ValueError(f"target_frame {self.config.target_frame!r}: TF output is not supported yet; objects are "
+                             "published in the camera's optical frame (header.frame_id), transform them with tf2")
         self.counters: Counter[str] = Counter()
         self.last_timings: dict[str, float] = {}
         self._warned_at: dict[str, float] = {}

@@ -166,3 +166,9 @@ def test_parameters_are_validated_and_applied(harness, scene):
         assert len(camera.masks[stamp_ns(header)].masks) == 1
     finally:
         node.set_parameters([Parameter("max_objects", value=100)])
+
+
+def test_unsupported_target_frame_is_refused_at_start(ros):
+    with pytest.raises(ValueError, match="target_frame"):
+        SamNode(parameter_overrides=[Parameter("checkpoint", value="bundled"), Parameter("device", value="cpu"),
+                                     Parameter("target_frame", value="base_link")])
