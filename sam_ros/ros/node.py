@@ -49,6 +49,7 @@ class SamNode(Node):
         super().__init__("sam_node", **kwargs)
         self.config = self._declare_parameters()
         if self.config.target_frame:
+            Node.destroy_node(self)
             raise ValueError(f"target_frame {self.config.target_frame!r}: TF output is not supported yet; objects are "
                              "published in the camera's optical frame (header.frame_id), transform them with tf2")
         self.counters: Counter[str] = Counter()
