@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from .camera import PinholeCamera
 
 MAD_TO_SIGMA = 1.4826
+EXTENT_QUANTILE = 0.01
 YAW_STEPS = 90  # candidate yaws over a quarter turn (a rectangle repeats every 90 degrees): 1 degree apart
 
 
@@ -122,13 +123,19 @@ def _mad_inliers(index: torch.Tensor, z: torch.Tensor, n: int, gate: float, min_
 
 def _segment_median(index: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
     """Lower median of ``values`` per segment id in [0, n); 0 for empty segments."""
+    return _segment_quantile(index, values, n, 0.5)
+
+
+def _segment_quantile(index: torch.Tensor, values: torch.Tensor, n: int, q: float) -> torch.Tensor:
+    """The ``q`` quantile (nearest lower rank) of ``values`` per segment id in [0, n); 0 for empty segments."""
     if values.numel() == 0:
         return torch.zeros(n, dtype=values.dtype)
     order = torch.argsort(values, stable=True)
     order = order[torch.argsort(index[order], stable=True)]  # by segment, then by value
     counts = torch.bincount(index, minlength=n)
     starts = torch.cumsum(counts, 0) - counts
-    pick = (starts + (counts - 1).clamp(min=0) // 2).clamp(max=values.numel() - 1)
+    rank = torch.floor((counts - 1).clamp(min=0).double() * q).long()
+    pick = (starts + rank).clamp(max=values.numel() - 1)
     return torch.where(counts > 0, values[order][pick], torch.zeros((), dtype=values.dtype))
 
 
@@ -146,7 +153,9 @@ def _estimates(index, points, counts, coverage, n, min_valid_points, up) -> list
     valid = counts >= min_valid_points
     safe = counts.clamp(min=1).double()[:, None]
     centroid = torch.zeros(n, 3, dtype=points.dtype).index_add_(0, index, points) / safe
-    low, high = _segment_extent(index, points, n)
+    # Box extents from the 1st-99th percentiles: a handful of noisy points must not inflate a box.
+    low = torch.stack([_segment_quantile(index, points[:, k], n, EXTENT_QUANTILE) for k in range(3)], 1)
+    high = torch.stack([_segment_quantile(index, points[:, k], n, 1 - EXTENT_QUANTILE) for k in range(3)], 1)
 
     # Yaw-only box: the smallest-area rectangle around the points seen from above. A camera sees one
     # or two faces of a box (a line or an L from above), whose principal axis lies between the faces;
