@@ -1,32 +1,56 @@
+import json
+
 import numpy as np
 import torch
 
-from sam_ros.model import TINY, build_sam, load_sam, save_checkpoint
+from sam_ros.model import TINY, build_sam, load_sam
 from sam_ros.train.data import make_sample
-from sam_ros.train.train_sam import sample_loss
+from sam_ros.train.train_sam import batch_loss, learning_rate, main
+
+
+def _losses(seed: int, steps: int) -> list[float]:
+    torch.manual_seed(seed)
+    model = build_sam(TINY).train()
+    samples = [make_sample(np.random.default_rng(seed + i), TINY.img_size, model.pixel_mean, model.pixel_std)
+               for i in range(2)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(steps):
+        loss, _ = batch_loss(model, samples)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
 
 
 def test_samples_are_deterministic_and_prompts_lie_inside_their_targets():
     model = build_sam(TINY)
     a = make_sample(np.random.default_rng(3), TINY.img_size, model.pixel_mean, model.pixel_std)
     b = make_sample(np.random.default_rng(3), TINY.img_size, model.pixel_mean, model.pixel_std)
-    assert torch.equal(a.image, b.image) and torch.equal(a.points, b.points)
+    assert torch.equal(a.image, b.image) and torch.equal(a.points, b.points) and torch.equal(a.targets, b.targets)
     cells = (a.points // 4).long()
-    assert all(a.targets[i, y, x] > 0 for i, (x, y) in enumerate(cells.tolist()))
+    inside = [a.targets[i, y, x] > 0 for i, (x, y) in enumerate(cells.tolist())]
+    assert sum(inside) >= len(inside) - 1  # a point on a thin rim may fall in a cell that is mostly outside
 
 
-def test_training_steps_reduce_the_loss_on_a_fixed_batch(tmp_path):
-    torch.manual_seed(0)
-    model = build_sam(TINY).train()
-    sample = make_sample(np.random.default_rng(0), TINY.img_size, model.pixel_mean, model.pixel_std)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(12):
-        loss, _ = sample_loss(model, sample)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+def test_training_steps_reduce_the_loss_deterministically():
+    losses = _losses(0, 10)
     assert losses[-1] < 0.8 * losses[0]
-    save_checkpoint(tmp_path / "t.pt", model, TINY)
-    assert load_sam(tmp_path / "t.pt")[1] == TINY
+    assert _losses(0, 3) == losses[:3]
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    rates = [learning_rate(step, 1000, 1e-3, warmup=100) for step in range(1000)]
+    assert rates[0] < rates[50] < rates[99] == 1e-3
+    assert rates[100] > rates[500] > rates[999] >= 0 and rates[999] < 1e-6
+
+
+def test_training_command_writes_a_loadable_checkpoint_and_report(tmp_path):
+    out = tmp_path / "tiny.pt"
+    main(["--out", str(out), "--steps", "2", "--batch", "1", "--prompts", "2", "--eval-scenes", "1", "--threads", "1"])
+    model, config = load_sam(out)
+    assert config == TINY
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["training"]["steps"] == 2 and report["evaluation"]["scenes"] == 1
+    assert 0.0 <= report["evaluation"]["single_point_miou"] <= 1.0

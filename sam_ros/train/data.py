@@ -7,8 +7,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..image import preprocess, resized_shape
-from ..synthetic import Intrinsics, render, sample_scene
+from ..image import preprocess
+from ..synthetic import Intrinsics, RenderedScene, render, sample_scene
+
+# Segments smaller than this (pixels at the rendered size) vanish at the decoder's 1/4 resolution.
+MIN_SEGMENT_PIXELS = 30
 
 
 @dataclass
@@ -18,39 +21,48 @@ class Sample:
     targets: torch.Tensor  # (P, S/4, S/4) float {0, 1} low-res target masks
 
 
-def segment_targets(scene) -> tuple[np.ndarray, np.ndarray]:
-    """Every segment a prompt can land on: each object, the floor and the wall (SAM segments those too)."""
-    ids = np.unique(scene.labels[scene.surfaces == 0])
-    masks = [scene.labels == i for i in ids if i > 0]
-    masks += [scene.surfaces == s for s in (1, 2) if (scene.surfaces == s).any()]
-    is_object = np.array([True] * (len(masks) - sum(s in scene.surfaces for s in (1, 2))) +
-                         [False] * sum(s in scene.surfaces for s in (1, 2)))
-    return np.stack(masks), is_object
+def segment_targets(scene: RenderedScene) -> tuple[np.ndarray, np.ndarray]:
+    """Every segment a prompt can land on, and which of them are objects.
+
+    The floor and the wall are segments too (SAM segments them): a grid point on the floor should
+    give the floor, not a fragment or nothing, so that the pipeline keeps one mask for it.
+    """
+    ids = [i for i in np.unique(scene.labels[scene.surfaces == 0]) if i > 0]
+    masks = [scene.labels == i for i in ids] + [scene.surfaces == s for s in (1, 2)]
+    is_object = np.arange(len(masks)) < len(ids)
+    large = np.array([m.sum() >= MIN_SEGMENT_PIXELS for m in masks], bool)
+    return np.stack(masks)[large], is_object[large]
+
+
+def random_intrinsics(rng: np.random.Generator, img_size: int) -> Intrinsics:
+    """The model's input size at 4:3 (most cameras) or 16:9, with a focal length of +-20% around a D435's."""
+    height = img_size * 3 // 4 if rng.random() < 0.75 else img_size * 9 // 16
+    focal = 0.96 * img_size * float(rng.uniform(0.8, 1.2))
+    return Intrinsics(img_size, height, focal, focal, (img_size - 1) / 2, (height - 1) / 2)
 
 
 def make_sample(rng: np.random.Generator, img_size: int, pixel_mean: torch.Tensor, pixel_std: torch.Tensor,
                 prompts: int = 8, object_fraction: float = 0.75) -> Sample:
-    """One rendered scene at the model's resolution, with prompts drawn inside its segments."""
-    width = img_size
-    height = int(round(img_size * 3 / 4))
-    scene = render(sample_scene(rng), Intrinsics.default(width, height))
+    """One rendered scene at the model's resolution, with prompts drawn uniformly inside its segments.
+
+    A prompt picks an object with probability ``object_fraction`` (each object equally likely, so
+    small ones are not starved), else the floor or the wall.
+    """
+    intrinsics = random_intrinsics(rng, img_size)
+    scene = render(sample_scene(rng, n_objects=(1, 7)), intrinsics)
     masks, is_object = segment_targets(scene)
-    image, (h, w) = preprocess(scene.rgb, img_size, pixel_mean, pixel_std, "cpu", torch.float32)
-    assert (h, w) == resized_shape(height, width, img_size)
+    image, _ = preprocess(scene.rgb, img_size, pixel_mean, pixel_std, "cpu", torch.float32)
     objects, others = np.flatnonzero(is_object), np.flatnonzero(~is_object)
-    chosen = []
-    for _ in range(prompts):
-        pool = objects if (len(objects) and (rng.random() < object_fraction or not len(others))) else others
-        chosen.append(int(rng.choice(pool)))
     points, targets = [], []
-    for index in chosen:
+    for _ in range(prompts):
+        use_object = len(objects) and (rng.random() < object_fraction or not len(others))
+        index = int(rng.choice(objects if use_object else others))
         ys, xs = np.nonzero(masks[index])
         k = int(rng.integers(len(ys)))
         points.append((xs[k] + 0.5, ys[k] + 0.5))
         padded = np.zeros((img_size, img_size), np.float32)
-        padded[:height, :width] = masks[index]
+        padded[:intrinsics.height, :intrinsics.width] = masks[index]
         targets.append(padded)
-    target = torch.from_numpy(np.stack(targets))[:, None]
     low = img_size // 4
-    target = F.interpolate(target, size=(low, low), mode="area")[:, 0]
+    target = F.interpolate(torch.from_numpy(np.stack(targets))[:, None], size=(low, low), mode="area")[:, 0]
     return Sample(image, torch.tensor(points, dtype=torch.float32), (target > 0.5).float())

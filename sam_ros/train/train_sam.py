@@ -1,11 +1,15 @@
 """Train the small model of MobileSAM's architecture on synthetic RGB-D scenes, from scratch.
 
-    python -m sam_ros.train.train_sam --out sam_ros/data/sam_ros_tiny.pt --minutes 40 --seed 0
+    python -m sam_ros.train.train_sam --out sam_ros/data/sam_ros_tiny.pt --steps 5000 --seed 0
 
 SAM's recipe, reduced: point prompts inside ground-truth segments, three masks per prompt, a mask
 loss on the best of the three, and MSE between predicted and actual IoU so that
 ``predicted_iou`` means what the pipeline's filters assume it means. Scenes are rendered on the fly
-from the seed, so runs are reproducible and data is unlimited.
+from the seed, so a run is reproducible: same seed and steps, same weights (on the same machine).
+``--minutes`` is only a safety stop; the learning-rate schedule follows ``--steps``. SAM's
+iterative re-prompting with mask inputs is left out: the pipeline only ever gives one point.
+Writes the checkpoint (loadable by ``sam_ros.model.load_sam``) and, beside it, a JSON with the
+training time and the held-out evaluation of ``sam_ros.train.evaluate``.
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..model import TINY, build_sam, save_checkpoint
-from .data import make_sample
+from ..model import TINY, Sam, build_sam, save_checkpoint
+from .data import Sample, make_sample
+from .evaluate import evaluate
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
@@ -38,105 +43,111 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * (prob * target).sum(-1) + 1) / (prob.sum(-1) + target.sum(-1) + 1)
 
 
-def mask_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(-2).mean(-1)
+
+
+def lowres_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """IoU of thresholded logits with {0, 1} targets, per mask: the IoU head's regression target."""
     pred = (logits > 0).flatten(-2)
     target = target.flatten(-2) > 0.5
     return (pred & target).sum(-1) / (pred | target).sum(-1).clamp(min=1)
 
 
-def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(-2).mean(-1)
+def batch_loss(model: Sam, samples: list[Sample], focal_weight: float = 0.0,
+               bce_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss over all prompts of all images, and the IoU of each prompt's best mask (for logging).
 
-
-def sample_loss(model, sample, focal_weight: float = 0.0, bce_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss of one image's prompts, and the IoU of the best mask of each prompt (for logging).
-
-    SAM weighs focal to dice 20:1; from scratch on a CPU budget, BCE + dice (1:1) learns much faster,
-    so that is the default and focal stays available.
+    The images go through the encoder together (its BatchNorms see the whole batch); each image's
+    prompts then go through the decoder in one call. SAM weighs focal to dice 20:1; from scratch on a
+    CPU budget, BCE + dice (1:1) learns much faster, so that is the default and focal stays available.
     """
-    embedding = model.image_encoder(sample.image)
+    device = model.pixel_mean.device
+    embeddings = model.image_encoder(torch.cat([s.image for s in samples]).to(device))
     encoder = model.prompt_encoder
-    sparse = encoder.embed_points(sample.points[:, None, :], torch.ones(len(sample.points), 1, dtype=torch.long))
-    masks, iou_pred = model.mask_decoder(embedding, encoder.get_dense_pe(), sparse, encoder.dense_no_mask(), True)
-    target = sample.targets[:, None].expand_as(masks)
-    seg = focal_weight * focal_loss(masks, target) + bce_weight * bce_loss(masks, target) + dice_loss(masks, target)
-    best = seg.argmin(dim=1)
-    rows = torch.arange(len(best))
-    with torch.no_grad():
-        actual_iou = mask_iou(masks, target)
-    loss = seg[rows, best].mean() + F.mse_loss(iou_pred, actual_iou)
-    return loss, actual_iou[rows, best]
+    dense_pe, no_mask = encoder.get_dense_pe(), encoder.dense_no_mask()
+    losses, best_ious = [], []
+    for embedding, sample in zip(embeddings, samples):
+        points, targets = sample.points.to(device), sample.targets.to(device)
+        labels = torch.ones(len(points), 1, dtype=torch.long, device=device)
+        sparse = encoder.embed_points(points[:, None, :], labels)
+        masks, iou_pred = model.mask_decoder(embedding[None], dense_pe, sparse, no_mask, True)
+        target = targets[:, None].expand_as(masks)
+        seg = focal_weight * focal_loss(masks, target) + bce_weight * bce_loss(masks, target) + dice_loss(masks, target)
+        best = seg.argmin(dim=1)
+        rows = torch.arange(len(best))
+        with torch.no_grad():
+            actual_iou = lowres_iou(masks, target)
+        losses.append(seg[rows, best] + F.mse_loss(iou_pred, actual_iou, reduction="none").mean(1))
+        best_ious.append(actual_iou[rows, best])
+    return torch.cat(losses).mean(), torch.cat(best_ious)
 
 
 def learning_rate(step: int, total: int, base: float, warmup: int = 100) -> float:
+    """Linear warm-up, then cosine decay to zero at ``total`` steps."""
     if step < warmup:
         return base * (step + 1) / warmup
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-def evaluate(model, seed: int, scenes: int = 24) -> dict:
-    """Single interior-point prompts on held-out scenes: mean IoU of the best of the three masks."""
-    rng = np.random.default_rng(seed)
-    ious = []
-    model.eval()
-    with torch.no_grad():
-        for _ in range(scenes):
-            sample = make_sample(rng, TINY.img_size, model.pixel_mean, model.pixel_std, prompts=8, object_fraction=1.0)
-            _, best = sample_loss(model, sample)
-            ious.append(best)
+def train(model: Sam, rng: np.random.Generator, steps: int, batch: int, prompts: int, lr: float,
+          max_seconds: float = math.inf, log_every: int = 100) -> tuple[int, list[dict]]:
+    """AdamW over freshly rendered scenes; returns the steps done and the log."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     model.train()
-    ious = torch.cat(ious)
-    return {"single_point_miou": round(float(ious.mean()), 4), "prompts": int(len(ious))}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=40.0, help="training time budget")
-    parser.add_argument("--steps", type=int, default=6000, help="schedule length (stops early at --minutes)")
-    parser.add_argument("--batch", type=int, default=4, help="images per step")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    rng = np.random.default_rng(args.seed)
-    model = build_sam(TINY).to(args.device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    start, log = time.time(), []
-    step = 0
-    for step in range(args.steps):
-        if time.time() - start > args.minutes * 60:
+    start, log, done = time.time(), [], 0
+    for step in range(steps):
+        if time.time() - start > max_seconds:
             break
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr)
-        losses, ious = [], []
-        for _ in range(args.batch):
-            loss, best = sample_loss(model, make_sample(rng, TINY.img_size, model.pixel_mean, model.pixel_std, prompts=16))
-            losses.append(loss)
-            ious.append(best)
-        loss = torch.stack(losses).mean()
+            group["lr"] = learning_rate(step, steps, lr)
+        samples = [make_sample(rng, model.img_size, model.pixel_mean, model.pixel_std, prompts=prompts)
+                   for _ in range(batch)]
+        loss, best = batch_loss(model, samples)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        if step % 25 == 0:
-            entry = {"step": step, "loss": round(loss.item(), 4), "miou": round(torch.cat(ious).mean().item(), 4),
+        done = step + 1
+        if step % log_every == 0 or done == steps:
+            entry = {"step": step, "loss": round(loss.item(), 4), "best_mask_iou": round(best.mean().item(), 4),
                      "minutes": round((time.time() - start) / 60, 2)}
             log.append(entry)
             print(json.dumps(entry), flush=True)
+    return done, log
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint file; its JSON report goes beside it")
+    parser.add_argument("--steps", type=int, default=5000, help="optimizer steps (the LR schedule's length)")
+    parser.add_argument("--minutes", type=float, default=55.0, help="safety stop: end early after this long")
+    parser.add_argument("--batch", type=int, default=4, help="images per step")
+    parser.add_argument("--prompts", type=int, default=16, help="point prompts per image")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (training data is rendered on the CPU)")
+    parser.add_argument("--eval-scenes", type=int, default=30, help="held-out 640x480 scenes in the report")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    model = build_sam(TINY).to(args.device)
+    start = time.time()
+    steps, log = train(model, np.random.default_rng(args.seed), args.steps, args.batch, args.prompts, args.lr,
+                       args.minutes * 60)
     minutes = (time.time() - start) / 60
-    model.eval()
-    evaluation = evaluate(model, seed=10_000 + args.seed)
-    report = {"steps": step + 1, "batch": args.batch, "minutes": round(minutes, 1), "device": args.device,
-              "threads": args.threads, "seed": args.seed, **evaluation}
+    model = model.cpu().eval()
+    training = {"steps": steps, "scheduled_steps": args.steps, "batch": args.batch, "prompts": args.prompts,
+                "lr": args.lr, "seed": args.seed, "minutes": round(minutes, 1), "device": args.device,
+                "threads": args.threads, "torch": str(torch.__version__)}
+    evaluation = evaluate(model, scenes=args.eval_scenes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(args.out, model, TINY, training=report)
-    args.out.with_suffix(".json").write_text(json.dumps({"training": report, "log": log}, indent=1))
-    print(json.dumps(report))
+    save_checkpoint(args.out, model, TINY, training=training, evaluation=evaluation)
+    args.out.with_suffix(".json").write_text(json.dumps({"training": training, "evaluation": evaluation,
+                                                         "log": log}, indent=1) + "\n")
+    print(json.dumps({"training": training, "evaluation": evaluation}))
 
 
 if __name__ == "__main__":
