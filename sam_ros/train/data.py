@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch.nn import functional as F
 
 from ..image import preprocess
@@ -34,34 +35,52 @@ def segment_targets(scene: RenderedScene) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(masks)[large], is_object[large]
 
 
-def random_intrinsics(rng: np.random.Generator, img_size: int) -> Intrinsics:
-    """The model's input size at 4:3 (most cameras) or 16:9, with a focal length of +-20% around a D435's."""
-    height = img_size * 3 // 4 if rng.random() < 0.75 else img_size * 9 // 16
-    focal = 0.96 * img_size * float(rng.uniform(0.8, 1.2))
-    return Intrinsics(img_size, height, focal, focal, (img_size - 1) / 2, (height - 1) / 2)
+def random_intrinsics(rng: np.random.Generator, width: int) -> Intrinsics:
+    """``width`` at 4:3 (most cameras) or 16:9, with a focal length of +-20% around a D435's."""
+    height = width * 3 // 4 if rng.random() < 0.75 else width * 9 // 16
+    focal = 0.96 * width * float(rng.uniform(0.8, 1.2))
+    return Intrinsics(width, height, focal, focal, (width - 1) / 2, (height - 1) / 2)
+
+
+def render_like_a_camera(rng: np.random.Generator, img_size: int) -> tuple[RenderedScene, int]:
+    """A scene and its render scale (1 or 2) relative to the model input.
+
+    Camera frames (640x480) reach the model downscaled with antialiasing, so their textures are
+    smooth; a scene rendered straight at the model's size is aliased instead (point-sampled
+    textures). A quarter of the scenes are rendered at twice the size and downscaled like a camera
+    frame, a quarter are blurred, the rest stay sharp: the model sees all three looks, for a third of
+    the rendering cost of supersampling everything.
+    """
+    look = rng.random()
+    scale = 2 if look < 0.25 else 1
+    scene = render(sample_scene(rng, n_objects=(1, 7)), random_intrinsics(rng, img_size * scale))
+    if look >= 0.75:
+        sigma = float(rng.uniform(0.5, 1.0))
+        scene.rgb = ndimage.gaussian_filter(scene.rgb, sigma=(sigma, sigma, 0))
+    return scene, scale
 
 
 def make_sample(rng: np.random.Generator, img_size: int, pixel_mean: torch.Tensor, pixel_std: torch.Tensor,
                 prompts: int = 8, object_fraction: float = 0.75) -> Sample:
-    """One rendered scene at the model's resolution, with prompts drawn uniformly inside its segments.
+    """One rendered scene as the model sees it, with prompts drawn uniformly inside its segments.
 
     A prompt picks an object with probability ``object_fraction`` (each object equally likely, so
     small ones are not starved), else the floor or the wall.
     """
-    intrinsics = random_intrinsics(rng, img_size)
-    scene = render(sample_scene(rng, n_objects=(1, 7)), intrinsics)
+    scene, scale = render_like_a_camera(rng, img_size)
     masks, is_object = segment_targets(scene)
     image, _ = preprocess(scene.rgb, img_size, pixel_mean, pixel_std, "cpu", torch.float32)
     objects, others = np.flatnonzero(is_object), np.flatnonzero(~is_object)
+    height, width = scene.labels.shape
     points, targets = [], []
     for _ in range(prompts):
         use_object = len(objects) and (rng.random() < object_fraction or not len(others))
         index = int(rng.choice(objects if use_object else others))
         ys, xs = np.nonzero(masks[index])
         k = int(rng.integers(len(ys)))
-        points.append((xs[k] + 0.5, ys[k] + 0.5))
-        padded = np.zeros((img_size, img_size), np.float32)
-        padded[:intrinsics.height, :intrinsics.width] = masks[index]
+        points.append(((xs[k] + 0.5) / scale, (ys[k] + 0.5) / scale))
+        padded = np.zeros((img_size * scale, img_size * scale), np.float32)
+        padded[:height, :width] = masks[index]
         targets.append(padded)
     low = img_size // 4
     target = F.interpolate(torch.from_numpy(np.stack(targets))[:, None], size=(low, low), mode="area")[:, 0]

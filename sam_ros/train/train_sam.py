@@ -5,8 +5,9 @@
 SAM's recipe, reduced: point prompts inside ground-truth segments, three masks per prompt, a mask
 loss on the best of the three, and MSE between predicted and actual IoU so that
 ``predicted_iou`` means what the pipeline's filters assume it means. Scenes are rendered on the fly
-from the seed, so a run is reproducible: same seed and steps, same weights (on the same machine).
-``--minutes`` is only a safety stop; the learning-rate schedule follows ``--steps``. SAM's
+from the seed, so a run is reproducible: same seed and steps, same weights (on the same machine),
+as long as ``--minutes`` (the time budget) does not end it first; the learning-rate schedule follows
+whichever of steps or time runs out first, so a slow machine still gets an annealed model. SAM's
 iterative re-prompting with mask inputs is left out: the pipeline only ever gives one point.
 Writes the checkpoint (loadable by ``sam_ros.model.load_sam``) and, beside it, a JSON with the
 training time and the held-out evaluation of ``sam_ros.train.evaluate``.
@@ -99,8 +100,11 @@ def train(model: Sam, rng: np.random.Generator, steps: int, batch: int, prompts:
     for step in range(steps):
         if time.time() - start > max_seconds:
             break
+        # Progress is steps done or time used, whichever is further, so a run cut short by its time
+        # budget still ends its cosine schedule (such a run is not bit-reproducible; a step-bound one is).
+        progress = max(step, int(steps * (time.time() - start) / max_seconds))
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, steps, lr)
+            group["lr"] = learning_rate(progress, steps, lr)
         samples = [make_sample(rng, model.img_size, model.pixel_mean, model.pixel_std, prompts=prompts)
                    for _ in range(batch)]
         loss, best = batch_loss(model, samples)
@@ -128,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (training data is rendered on the CPU)")
+    parser.add_argument("--log-every", type=int, default=100, help="steps between log lines")
     parser.add_argument("--eval-scenes", type=int, default=30, help="held-out 640x480 scenes in the report")
     args = parser.parse_args(argv)
 
@@ -136,10 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     model = build_sam(TINY).to(args.device)
     start = time.time()
     steps, log = train(model, np.random.default_rng(args.seed), args.steps, args.batch, args.prompts, args.lr,
-                       args.minutes * 60)
+                       args.minutes * 60, args.log_every)
     minutes = (time.time() - start) / 60
     model = model.cpu().eval()
-    training = {"steps": steps, "scheduled_steps": args.steps, "batch": args.batch, "prompts": args.prompts,
+    training = {"steps": steps, "scheduled_steps": args.steps, "ended_by": "steps" if steps == args.steps else "time", "batch": args.batch, "prompts": args.prompts,
                 "lr": args.lr, "seed": args.seed, "minutes": round(minutes, 1), "device": args.device,
                 "threads": args.threads, "torch": str(torch.__version__)}
     evaluation = evaluate(model, scenes=args.eval_scenes)
