@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from sam_ros.config import SamRosConfig
-from sam_ros.model import load_sam
-from sam_ros.train.evaluate import MIN_OBJECT_PIXELS, evaluate
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sam_ros.config import SamRosConfig  # noqa: E402
+from sam_ros.model import load_sam  # noqa: E402
+from sam_ros.train.evaluate import MIN_OBJECT_PIXELS, evaluate  # noqa: E402
 
 
 def main() -> None:
