@@ -13,21 +13,22 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from functools import partial
+from itertools import chain
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .camera import PinholeCamera
 from .config import SamRosConfig
-from .fusion import depth_to_metres, fuse_masks
 from .masks import label_image, rle_counts, rle_to_string
-from .model import CheckpointNotFoundError
-from .pipeline import Segmenter
-from .tracking import ObjectTracker
+from .model import BUNDLED_CHECKPOINT, CheckpointNotFoundError
+from .pipeline import Frame, Segmenter
+from .sync import ApproximateTimeSynchronizer
 from .visualize import overlay
 
 SAMPLE_RECORDING = Path(__file__).resolve().parent / "data" / "sample_sequence"
@@ -43,91 +44,148 @@ class InputFrame:
 
 
 def read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"{path}: not a readable image ({error})") from error
 
 
 def read_depth(path: Path) -> np.ndarray:
     """16-bit PNG (driver units, usually mm) or .npy (float metres or uint16)."""
-    if path.suffix == ".npy":
-        return np.load(path)
-    with Image.open(path) as image:
-        return np.asarray(image)
+    try:
+        if path.suffix == ".npy":
+            return np.load(path)
+        with Image.open(path) as image:
+            return np.asarray(image)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable depth image ({error})") from error
 
 
-def image_frames(paths: list[Path], depth: Path | None, camera: PinholeCamera | None) -> Iterator[InputFrame]:
+FrameLoader = Callable[[], InputFrame]  # reads/decodes one frame when called, so a bad one fails alone
+
+
+def image_frames(paths: list[Path], depth: Path | None = None, intrinsics: np.ndarray | None = None
+                 ) -> Iterator[FrameLoader]:
     for path in paths:
-        depth_array = read_depth(depth) if depth is not None else None
-        yield InputFrame(path.stem, read_image(path), depth_array, camera)
+        yield partial(_image_frame, path, depth, intrinsics)
 
 
-def recording_frames(path: Path, colour_topic: str | None) -> Iterator[InputFrame]:
-    """Colour frames of a rosbag2, with the aligned depth and CameraInfo of the same stamp when recorded."""
+def _image_frame(path: Path, depth: Path | None, intrinsics: np.ndarray | None) -> InputFrame:
+    rgb = read_image(path)
+    camera = PinholeCamera(rgb.shape[1], rgb.shape[0], intrinsics) if intrinsics is not None else None
+    return InputFrame(path.stem, rgb, read_depth(depth) if depth is not None else None, camera)
+
+
+COLOUR_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+def _recording_topics(reader, path: Path, colour_topic: str | None):
+    """The colour connection (raw or compressed) and, when recorded, aligned depth and CameraInfo."""
+    images = [c for c in reader.connections if c.msgtype in COLOUR_TYPES]
+    colour = [c for c in images if (c.topic == colour_topic if colour_topic else "depth" not in c.topic)]
+    if not colour:
+        raise ValueError(f"{path}: no colour image topic{f' {colour_topic!r}' if colour_topic else ''} "
+                         f"(image topics: {[c.topic for c in images]})")
+    depth = [c for c in images if "depth" in c.topic and c.msgtype == "sensor_msgs/msg/Image"]
+    infos = [c for c in reader.connections if c.msgtype == "sensor_msgs/msg/CameraInfo"]
+    return colour[0], (depth[0] if depth and infos else None), (infos[0] if depth and infos else None)
+
+
+def recording_length(path: Path, colour_topic: str | None) -> int:
     from rosbags.highlevel import AnyReader
 
-    from .convert import colour_to_rgb, depth_image
+    with AnyReader([path]) as reader:
+        return _recording_topics(reader, path, colour_topic)[0].msgcount
+
+
+def recording_frames(path: Path, colour_topic: str | None, slop_s: float, queue_size: int
+                     ) -> Iterator[FrameLoader]:
+    """Colour frames of a rosbag2, each with its aligned depth and CameraInfo when recorded.
+
+    Messages are paired by header stamp with the node's approximate-time synchroniser (same slop and
+    queue size), so a recording gives the frames the live node would have processed.
+    """
+    from rosbags.highlevel import AnyReader
 
     with AnyReader([path]) as reader:
-        images = [c for c in reader.connections if c.msgtype == "sensor_msgs/msg/Image"]
-        colour = [c for c in images if (c.topic == colour_topic if colour_topic else "depth" not in c.topic)]
-        depth = [c for c in images if "depth" in c.topic]
-        infos = [c for c in reader.connections if c.msgtype == "sensor_msgs/msg/CameraInfo"]
-        if not colour:
-            raise ValueError(f"{path}: no colour image topic{f' {colour_topic!r}' if colour_topic else ''} "
-                             f"(image topics: {[c.topic for c in images]})")
-        pending: dict[int, dict] = {}
-        wanted = {"colour"} | ({"depth", "info"} if depth and infos else set())
-        for connection, timestamp, raw in reader.messages(connections=colour[:1] + depth[:1] + infos[:1]):
+        connections = [c for c in _recording_topics(reader, path, colour_topic) if c is not None]
+        topic = {c.id: i for i, c in enumerate(connections)}
+        compressed = connections[0].msgtype.endswith("CompressedImage")
+        matched: list[tuple] = []
+        sync = ApproximateTimeSynchronizer(len(connections), queue_size, slop_s, lambda *msgs: matched.append(msgs))
+        for connection, _, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, connection.msgtype)
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            kind = "colour" if connection in colour else "depth" if connection in depth else "info"
-            entry = pending.setdefault(stamp, {})
-            entry[kind] = msg
-            if set(entry) >= wanted:
-                del pending[stamp]
-                camera = PinholeCamera.from_camera_info(entry["info"]) if "info" in entry else None
-                yield InputFrame(f"{stamp}", colour_to_rgb(entry["colour"]),
-                                 depth_image(entry["depth"]) if "depth" in entry else None, camera)
+            sync.add(topic[connection.id], msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, msg)
+            while matched:
+                yield partial(_recorded_frame, matched.pop(0), compressed)
 
 
-def gather_inputs(args) -> Iterator[InputFrame]:
-    camera = None
+def _recorded_frame(messages: tuple, compressed: bool) -> InputFrame:
+    """(colour,) or (colour, depth, camera_info) messages -> arrays."""
+    from .convert import colour_to_rgb, compressed_to_rgb, depth_image
+
+    colour = messages[0]
+    name = f"{colour.header.stamp.sec * 1_000_000_000 + colour.header.stamp.nanosec}"
+    rgb = compressed_to_rgb(colour) if compressed else colour_to_rgb(colour)
+    if len(messages) == 1:
+        return InputFrame(name, rgb)
+    return InputFrame(name, rgb, depth_image(messages[1]), PinholeCamera.from_camera_info(messages[2]))
+
+
+def plan_inputs(args: argparse.Namespace, config: SamRosConfig) -> tuple[int, Iterator[FrameLoader]]:
+    """Check every input before any work (clear errors first) and count frames for the progress bar.
+
+    Frames are read lazily, so a long recording or a big folder never sits in memory at once.
+    """
+    intrinsics = None
     if args.intrinsics:
-        fx, fy, cx, cy = (float(v) for v in args.intrinsics.split(","))
-        first = read_image(Path(args.inputs[0]))
-        camera = PinholeCamera(first.shape[1], first.shape[0], np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]]))
-    elif args.depth:
-        raise ValueError("--depth needs --intrinsics fx,fy,cx,cy to place objects in 3D")
+        try:
+            fx, fy, cx, cy = (float(v) for v in args.intrinsics.split(","))
+        except ValueError:
+            raise ValueError(f"--intrinsics must be fx,fy,cx,cy, got {args.intrinsics!r}") from None
+        intrinsics = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+    if args.depth and (intrinsics is None or len(args.inputs) != 1 or not Path(args.inputs[0]).is_file()):
+        raise ValueError("--depth goes with one IMAGE and --intrinsics fx,fy,cx,cy (to place objects in 3D)")
+    parts: list[tuple[int, Callable[[], Iterator[FrameLoader]]]] = []
     for item in args.inputs or [str(SAMPLE_RECORDING)]:
         path = Path(item)
         if (path / "metadata.yaml").is_file():
-            yield from recording_frames(path, args.colour_topic)
+            parts.append((recording_length(path, args.colour_topic),
+                          partial(recording_frames, path, args.colour_topic, config.sync_slop, config.sync_queue_size)))
         elif path.is_dir():
-            yield from image_frames(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                                    None, None)
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise ValueError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and not a rosbag2")
+            parts.append((len(images), partial(image_frames, images)))
         elif path.is_file():
-            yield from image_frames([path], Path(args.depth) if args.depth else None, camera)
+            depth = Path(args.depth) if args.depth else None
+            parts.append((1, partial(image_frames, [path], depth, intrinsics)))
         else:
             raise ValueError(f"{path}: no such image, folder or rosbag2 recording")
+    return sum(count for count, _ in parts), chain.from_iterable(frames() for _, frames in parts)
 
 
-def frame_json(frame: InputFrame, result, objects, track_ids) -> dict:
-    masks = []
-    for record, counts in zip(result.records(), rle_counts(result.masks)):
-        masks.append({"id": record.id, "bbox": list(record.bbox), "area": record.area,
-                      "predicted_iou": round(record.predicted_iou, 4), "stability_score": round(record.stability_score, 4),
-                      "point_coords": [round(c, 1) for c in record.point_coords],
-                      "segmentation": {"size": list(frame.rgb.shape[:2]), "counts": rle_to_string(counts)}})
-    out = {"frame": frame.name, "height": frame.rgb.shape[0], "width": frame.rgb.shape[1], "masks": masks,
-           "num_prompts": result.num_prompts, "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}
-    if objects is not None:
+def frame_json(frame: InputFrame, result: Frame) -> dict:
+    """segment-anything's AMG record fields per mask (COCO compressed RLE), plus 3D objects with depth."""
+    masks = result.segmentation
+    records = []
+    for record, counts, track_id in zip(masks.records(), rle_counts(masks.masks), result.track_ids):
+        records.append({"id": record.id, "track_id": track_id, "bbox": list(record.bbox), "area": record.area,
+                        "predicted_iou": round(record.predicted_iou, 4),
+                        "stability_score": round(record.stability_score, 4),
+                        "point_coords": [round(c, 1) for c in record.point_coords],
+                        "segmentation": {"size": list(frame.rgb.shape[:2]), "counts": rle_to_string(counts)}})
+    out = {"frame": frame.name, "height": frame.rgb.shape[0], "width": frame.rgb.shape[1], "masks": records,
+           "num_prompts": masks.num_prompts, "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}
+    if result.objects is not None:
         out["objects"] = [{"id": track_id, "mask_id": i + 1, "valid": e.valid, "reason": e.reason,
                            "centroid": [round(float(v), 4) for v in e.centroid],
                            "aabb_center": [round(float(v), 4) for v in e.aabb_center],
                            "aabb_size": [round(float(v), 4) for v in e.aabb_size],
                            "obb_yaw": round(e.obb_yaw, 4), "point_count": e.point_count,
                            "depth_coverage": round(e.depth_coverage, 3)}
-                          for i, (e, track_id) in enumerate(zip(objects, track_ids))]
+                          for i, (e, track_id) in enumerate(zip(result.objects, result.track_ids))]
     return out
 
 
@@ -150,6 +208,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> SamRosConfig:
     config = SamRosConfig.from_yaml(args.config) if args.config else SamRosConfig()
+    malformed = [item for item in args.set if "=" not in item]
+    if malformed:
+        raise ValueError(f"--set takes NAME=VALUE, got {', '.join(malformed)}")
     changes = dict(item.split("=", 1) for item in args.set)
     if args.grid is not None:
         changes["grid_size"] = args.grid
@@ -159,40 +220,50 @@ def build_config(args: argparse.Namespace) -> SamRosConfig:
         changes["checkpoint"] = args.checkpoint
     elif not args.inputs and not config.checkpoint:
         changes["checkpoint"] = "bundled"  # the sample scenes come with the model trained on such scenes
-    return config.replace(**changes)
+    config = config.replace(**changes)
+    if config.checkpoint == "bundled" and not BUNDLED_CHECKPOINT.is_file():
+        raise ValueError(f"the small model shipped with sam_ros ({BUNDLED_CHECKPOINT}) is missing from this "
+                         "installation; pass --checkpoint mobile_sam.pt (or another model file)")
+    return config
+
+
+def segment_frame(segmenter: Segmenter, frame: InputFrame, out: Path) -> tuple[int, float]:
+    """Run one frame and write its overlay and JSON; returns (masks kept, total ms)."""
+    result = segmenter.run(frame.rgb, frame.depth, frame.camera)
+    labels = label_image(result.segmentation.masks, torch.tensor(result.track_ids, dtype=torch.int32))
+    Image.fromarray(overlay(frame.rgb, labels)).save(out / f"{frame.name}_overlay.png")
+    (out / f"{frame.name}.json").write_text(json.dumps(frame_json(frame, result), indent=1))
+    return len(result.segmentation), result.timings_ms["total_ms"]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = build_config(args)
+        total, frames = plan_inputs(args, config)
         segmenter = Segmenter(config)
-        frames = list(gather_inputs(args))
     except (ValueError, CheckpointNotFoundError) as error:
         print(f"sam-ros-segment: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
-    totals = []
-    for frame in tqdm(frames, desc="segmenting", unit="frame", disable=len(frames) < 2):
-        result = segmenter.segment(frame.rgb)
-        objects = track_ids = None
-        if frame.depth is not None and frame.camera is not None and config.use_depth:
-            depth_m = depth_to_metres(frame.depth, config.depth_scale, config.min_depth, config.max_depth)
-            objects = fuse_masks(result.masks, depth_m, frame.camera, erosion_px=config.erosion_px,
-                                 min_valid_points=config.min_valid_points)
-        track_ids = tracker.update(result.masks, [e.centroid if e.valid else None for e in objects]
-                                   if objects is not None else [None] * len(result))
-        labels = label_image(result.masks, torch.tensor(track_ids, dtype=torch.int32))
-        Image.fromarray(overlay(frame.rgb, labels)).save(out / f"{frame.name}_overlay.png")
-        (out / f"{frame.name}.json").write_text(json.dumps(frame_json(frame, result, objects, track_ids), indent=1))
-        totals.append((len(result), result.timings_ms["total_ms"]))
-    if totals:
-        masks, ms = np.mean([t[0] for t in totals]), np.median([t[1] for t in totals])
-        print(f"{len(totals)} frame(s): {masks:.1f} masks per frame, median {ms:.0f} ms per frame on "
+    done, failed = [], 0
+    progress = tqdm(total=total, desc="segmenting", unit="frame", disable=total < 2)
+    for load in frames:
+        try:  # a bad frame (unreadable file, wrong size or encoding) is reported, the others still run
+            done.append(segment_frame(segmenter, load(), out))
+        except ValueError as error:
+            failed += 1
+            tqdm.write(f"sam-ros-segment: skipped a frame: {error}", file=sys.stderr)
+        progress.update()
+    progress.close()
+    if done:
+        masks, ms = np.mean([d[0] for d in done]), np.median([d[1] for d in done])
+        print(f"{len(done)} frame(s): {masks:.1f} masks per frame, median {ms:.0f} ms per frame on "
               f"{segmenter.device}; wrote overlays and JSON to {out.resolve()}")
-    return 0
+    if failed:
+        print(f"sam-ros-segment: {failed} frame(s) skipped (see above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

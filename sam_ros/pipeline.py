@@ -1,7 +1,8 @@
 """Segment everything in one frame: encode once, decode all prompts in one batch, filter on the device.
 
 ``Segmenter`` maps the one configuration object onto the stage functions and reports how long each
-stage took, so the node's diagnostics and the benchmarks read the same numbers.
+stage took, so the node's diagnostics and the benchmarks read the same numbers. ``Segmenter.run``
+adds the depth side: 3D objects fused from the aligned depth image, with ids stable across frames.
 """
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .camera import PinholeCamera
 from .config import SamRosConfig
 from .decode import MaskBatch, decode_points, valid_region
 from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_edge, upsample_to_frame
+from .fusion import Object3DEstimate, depth_to_metres, fuse_masks
 from .image import preprocess
 from .masks import MaskRecord
 from .model import Sam, load_sam
 from .prompts import EncodedImage, GridPrompts, PromptStrategy
+from .tracking import ObjectTracker
 
 # Fields whose change needs a new model (or device); everything else applies to the next frame.
 MODEL_FIELDS = ("checkpoint", "device", "dtype")
@@ -36,6 +40,7 @@ class SegmentationResult:
     stability: torch.Tensor       # (N,)
     points: torch.Tensor          # (N, 2) prompt of each mask, frame pixels (x, y)
     num_prompts: int
+    # preprocess, encoder, prompts (choosing them), decode, filter, postprocess (upsampling), total
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -49,6 +54,16 @@ class SegmentationResult:
         return [MaskRecord(i + 1, masks[i], (b[0], b[1], b[2] - b[0] + 1, b[3] - b[1] + 1), int(areas[i]),
                            float(iou[i]), float(stability[i]), (float(points[i][0]), float(points[i][1])))
                 for i, b in enumerate(boxes)]
+
+
+@dataclass
+class Frame:
+    """One colour (+ depth) frame through the whole pipeline: masks, their 3D objects, stable ids."""
+
+    segmentation: SegmentationResult
+    track_ids: list[int]                         # one per mask, stable across frames
+    objects: list[Object3DEstimate] | None       # one per mask; None without depth (or use_depth off)
+    timings_ms: dict[str, float]                 # the segmentation's, plus fusion and tracking
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -72,6 +87,8 @@ class Segmenter:
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
         self.strategy = self._strategy(config)
+        self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
+        self._rays: tuple[tuple, np.ndarray] | None = None
 
     def update(self, config: SamRosConfig) -> None:
         """Apply a new configuration to the next frame; model, device or dtype changes need a new Segmenter."""
@@ -80,6 +97,9 @@ class Segmenter:
             raise ValueError(f"changing {', '.join(changed)} needs a restart")
         if (config.prompt_mode, config.grid_size) != (self.config.prompt_mode, self.config.grid_size):
             self.strategy = self._strategy(config)
+        # New gates apply to the tracks already held: objects keep their ids across a parameter change.
+        self.tracker.max_distance, self.tracker.min_iou, self.tracker.max_age = (
+            config.track_max_distance, config.track_min_iou, config.track_max_age)
         self.config = config
 
     def _strategy(self, config: SamRosConfig) -> PromptStrategy:
@@ -90,35 +110,85 @@ class Segmenter:
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> EncodedImage:
-        image, input_size = preprocess(rgb, self.model.img_size, self.model.pixel_mean, self.model.pixel_std,
-                                       self.device, self.dtype)
+        """Preprocess and run the image encoder once; everything prompt-side reuses the result."""
+        image, input_size = self._preprocess(rgb)
         return EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
+
+    def _preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        return preprocess(rgb, self.model.img_size, self.model.pixel_mean, self.model.pixel_std, self.device,
+                          self.dtype)
 
     @torch.inference_mode()
     def segment(self, rgb: np.ndarray) -> SegmentationResult:
         """All masks of one uint8 HxWx3 RGB frame; raises ValueError for malformed frames."""
         config, timings = self.config, {}
+        with self._timed(timings, "preprocess_ms"):
+            image, input_size = self._preprocess(rgb)
         with self._timed(timings, "encoder_ms"):
-            encoded = self.encode(rgb)
-        prompts = []
+            encoded = EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
+        prompts, decode_ms = [], [0.0]
 
         def decode(points: torch.Tensor) -> MaskBatch:
+            start = time.perf_counter()
             prompts.append(points.shape[0])
-            return decode_points(self.model, encoded, points, pred_iou_thresh=config.pred_iou_thresh,
-                                 stability_thresh=config.stability_thresh, stability_offset=config.stability_offset,
-                                 mask_threshold=config.mask_threshold, max_memory_mb=config.max_decode_memory_mb)
+            batch = decode_points(self.model, encoded, points, pred_iou_thresh=config.pred_iou_thresh,
+                                  stability_thresh=config.stability_thresh, stability_offset=config.stability_offset,
+                                  mask_threshold=config.mask_threshold, max_memory_mb=config.max_decode_memory_mb)
+            self._synchronize()
+            decode_ms[0] += (time.perf_counter() - start) * 1000.0
+            return batch
 
-        with self._timed(timings, "decoder_ms"):
+        with self._timed(timings, "prompts_ms"):
             batch = self.strategy.propose(encoded, decode)
+        timings["prompts_ms"] = max(0.0, timings["prompts_ms"] - decode_ms[0])  # choosing them, not decoding
+        timings["decode_ms"] = decode_ms[0]
         with self._timed(timings, "filter_ms"):
-            batch, boxes = self._filter(batch, encoded)
+            batch = self._filter(batch, encoded)
         with self._timed(timings, "postprocess_ms"):
             result = self._to_frame(batch, encoded, sum(prompts))
-        result.timings_ms = timings
         timings["total_ms"] = sum(timings.values())
+        result.timings_ms = timings
         return result
 
-    def _filter(self, batch: MaskBatch, encoded: EncodedImage) -> tuple[MaskBatch, torch.Tensor]:
+    def run(self, rgb: np.ndarray, depth: np.ndarray | None = None, camera: PinholeCamera | None = None) -> Frame:
+        """Segment a frame, fuse each mask with the aligned ``depth`` into a 3D object, and track ids.
+
+        ``depth`` is the depth image aligned to ``rgb`` as the driver publishes it: uint16 in units of
+        ``depth_scale`` (16UC1) or float32 metres (32FC1); ``camera`` is the colour camera. Without depth
+        (or with ``use_depth`` off) objects are None and ids are tracked by mask overlap alone.
+        """
+        config = self.config
+        fuse = depth is not None and config.use_depth
+        if depth is not None:
+            if camera is None:
+                raise ValueError("depth needs the colour camera's intrinsics (camera) to place objects in 3D")
+            depth_shape = np.shape(depth)[:2]
+            if depth_shape != np.shape(rgb)[:2] or (camera.height, camera.width) != np.shape(rgb)[:2]:
+                raise ValueError(f"size mismatch: colour {np.shape(rgb)[:2]}, depth {depth_shape}, camera "
+                                 f"{(camera.height, camera.width)} (height, width); align depth to colour")
+        result = self.segment(rgb)
+        timings = dict(result.timings_ms)
+        objects = None
+        with self._timed(timings, "fusion_ms"):
+            if fuse:
+                depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
+                objects = fuse_masks(result.masks, depth_m, camera, erosion_px=config.erosion_px,
+                                     min_valid_points=config.min_valid_points, rays=self._camera_rays(camera))
+        with self._timed(timings, "tracking_ms"):
+            centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
+                         else [None] * len(result))
+            track_ids = self.tracker.update(result.masks, centroids)
+        timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
+        return Frame(result, track_ids, objects, timings)
+
+    def _camera_rays(self, camera: PinholeCamera) -> np.ndarray:
+        """Pixel rays of the camera, computed once per calibration (undistortion is not free)."""
+        key = (camera.width, camera.height, camera.K.tobytes(), camera.D.tobytes(), camera.distortion_model)
+        if self._rays is None or self._rays[0] != key:
+            self._rays = (key, camera.rays())
+        return self._rays[1]
+
+    def _filter(self, batch: MaskBatch, encoded: EncodedImage) -> MaskBatch:
         """Area, edge, NMS and count limits on the low-res masks, before anything is upsampled."""
         config = self.config
         lowres = valid_region(batch.logits, encoded) > config.mask_threshold
@@ -130,7 +200,7 @@ class Segmenter:
             keep &= ~touches_frame_edge(boxes, encoded.original_size)
         kept = torch.nonzero(keep).squeeze(1)
         order = kept[nms(boxes[kept], batch.iou[kept], config.nms_thresh)][:config.max_objects]
-        return batch.select(order), boxes[order]
+        return batch.select(order)
 
     def _to_frame(self, batch: MaskBatch, encoded: EncodedImage, num_prompts: int) -> SegmentationResult:
         """Upsample the survivors to frame resolution; exact boxes and areas come from the full masks."""
@@ -141,10 +211,14 @@ class Segmenter:
         return SegmentationResult(masks, masks_to_boxes(masks), areas[keep], batch.iou[keep], batch.stability[keep],
                                   batch.points[keep], num_prompts)
 
+    def _synchronize(self) -> None:
+        """Wait for queued GPU work, so that a stage's time is its own and not the next stage's."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     @contextmanager
     def _timed(self, timings: dict[str, float], name: str):
         start = time.perf_counter()
         yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self._synchronize()
         timings[name] = (time.perf_counter() - start) * 1000.0

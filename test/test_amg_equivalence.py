@@ -15,6 +15,7 @@ from sam_ros.model import load_sam
 from sam_ros.pipeline import Segmenter
 
 GRID = 5
+pytestmark = pytest.mark.slow  # two MobileSAM encoders at 1024 px on the CPU: ~30 s on 2 cores
 
 
 @pytest.fixture(scope="module")

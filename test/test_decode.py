@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import reference  # noqa: F401  (puts the torchvision stand-in on the path)
+import torch
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from sam_ros.decode import bytes_per_prompt, decode_points, to_model_coords, valid_region
+from sam_ros.filters import stability_score
+from sam_ros.model import TINY, build_sam
+from sam_ros.prompts import EncodedImage
+
+FILTERS = dict(stability_offset=1.0, mask_threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A seeded random small model whose masks have logits well away from 0 (as trained ones do).
+
+    A random hyper-network gives logits of magnitude << 1, hence stability 0 everywhere; scaled up, the
+    stability filter has something to decide (test/reference.py does the same to the reference).
+    """
+    torch.manual_seed(0)
+    model = build_sam(TINY).eval()
+    with torch.no_grad():
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(100.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def encoded(model):
+    """A random image embedding of a 120x160 frame (resized to 192x256 inside the 256 model input)."""
+    side = TINY.embedding_size
+    embedding = torch.randn(1, TINY.prompt_embed_dim, side, side, generator=torch.Generator().manual_seed(1))
+    return EncodedImage(embedding, torch.zeros(1, 3, 256, 256), (120, 160), (192, 256))
+
+
+@pytest.fixture(scope="module")
+def points():
+    return torch.rand(12, 2, generator=torch.Generator().manual_seed(2)) * torch.tensor([160.0, 120.0])
+
+
+def test_dropping_before_upscaling_equals_filtering_all_masks(model, encoded, points):
+    """The early exit must not change any surviving mask: compare with decoding everything, then filtering."""
+    iou_thresh, stability_thresh = 0.0, 0.9
+    with torch.inference_mode():
+        coords = to_model_coords(points, encoded)[:, None, :]
+        sparse = model.prompt_encoder.embed_points(coords, torch.ones(12, 1, dtype=torch.int64))
+        all_masks, all_iou = model.mask_decoder(encoded.embedding, model.prompt_encoder.get_dense_pe(), sparse,
+                                                model.prompt_encoder.dense_no_mask(), multimask_output=True)
+    all_masks, all_iou = all_masks.flatten(0, 1), all_iou.flatten()
+    all_stability = stability_score(valid_region(all_masks, encoded), 0.0, 1.0)
+    by_iou = all_iou > iou_thresh
+    keep = by_iou & (all_stability >= stability_thresh)
+    assert 0 < keep.sum() < by_iou.sum() < len(keep), "each threshold should drop some masks"
+
+    batch = decode_points(model, encoded, points, pred_iou_thresh=iou_thresh, stability_thresh=stability_thresh,
+                          max_memory_mb=1024, **FILTERS)
+    assert len(batch) == keep.sum()
+    assert torch.allclose(batch.logits, all_masks[keep], atol=1e-4)
+    assert torch.allclose(batch.iou, all_iou[keep], atol=1e-6)
+    assert torch.allclose(batch.stability, all_stability[keep])
+    assert torch.equal(batch.points, points.repeat_interleave(3, dim=0)[keep])
+
+
+def test_one_decoder_call_unless_the_memory_cap_forces_chunks(model, encoded, points, monkeypatch):
+    calls = []
+    decode_tokens = model.mask_decoder.decode_tokens
+
+    def counted(*args):
+        calls.append(args[2].shape[0])  # prompts in this call
+        return decode_tokens(*args)
+
+    monkeypatch.setattr(model.mask_decoder, "decode_tokens", counted)
+    kwargs = dict(pred_iou_thresh=-10.0, stability_thresh=0.0, **FILTERS)
+    one = decode_points(model, encoded, points, max_memory_mb=1024, **kwargs)
+    assert calls == [12]
+    per_prompt = bytes_per_prompt(model, encoded.embedding)
+    assert 2**20 // per_prompt == 1, "a 1 MB cap must hold exactly one prompt of this model"
+    calls.clear()
+    single = decode_points(model, encoded, points, max_memory_mb=1, **kwargs)
+    assert calls == [1] * 12
+    assert len(one) == len(single) == 36
+    assert torch.allclose(one.logits, single.logits, atol=1e-4) and torch.allclose(one.iou, single.iou, atol=1e-6)
+    assert torch.equal(one.points, single.points)
+
+
+def test_hopeless_prompts_are_never_upscaled(model, encoded, points, monkeypatch):
+    upscaled = []
+    upscale_masks = model.mask_decoder.upscale_masks
+
+    def counted(decoded, prompt_index, token_index):
+        upscaled.append(len(prompt_index))
+        return upscale_masks(decoded, prompt_index, token_index)
+
+    monkeypatch.setattr(model.mask_decoder, "upscale_masks", counted)
+    batch = decode_points(model, encoded, points, pred_iou_thresh=0.0, stability_thresh=0.0, max_memory_mb=1024,
+                          **FILTERS)
+    assert upscaled == [len(batch)] and len(batch) < 36
+    upscaled.clear()
+    nothing = decode_points(model, encoded, points, pred_iou_thresh=10.0, stability_thresh=0.0, max_memory_mb=1024,
+                            **FILTERS)
+    assert upscaled == [] and len(nothing) == 0 and nothing.logits.shape[1:] == (64, 64)
+
+
+def test_no_prompts_give_an_empty_batch(model, encoded):
+    batch = decode_points(model, encoded, torch.zeros(0, 2), pred_iou_thresh=0.0, stability_thresh=0.0,
+                          max_memory_mb=1024, **FILTERS)
+    assert len(batch) == 0 and batch.logits.shape == (0, 64, 64) and batch.points.shape == (0, 2)
+
+
+@pytest.mark.parametrize("size", [(480, 640), (1080, 1920), (237, 301)])
+def test_points_map_to_the_model_input_like_the_reference(size):
+    transform = ResizeLongestSide(1024)
+    h_in, w_in = transform.get_preprocess_shape(*size, 1024)
+    encoded = EncodedImage(torch.zeros(1, 1, 1, 1), torch.zeros(1), size, (h_in, w_in))
+    pts = np.random.RandomState(0).rand(20, 2) * np.array([size[1], size[0]])
+    expected = transform.apply_coords(pts.copy(), size)
+    assert np.allclose(to_model_coords(torch.from_numpy(pts), encoded).numpy(), expected)
