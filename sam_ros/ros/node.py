@@ -28,11 +28,9 @@ from sam_ros.msg import MaskArray, Object3DArray
 from ..camera import PinholeCamera
 from ..config import SamRosConfig, fields_info
 from ..convert import colour_to_rgb, depth_image, fill_image
-from ..fusion import depth_to_metres, fuse_masks
 from ..masks import label_image
 from ..pipeline import Segmenter
 from ..sync import ApproximateTimeSynchronizer, LatestSlot
-from ..tracking import ObjectTracker
 from ..visualize import overlay
 from . import messages
 
@@ -56,8 +54,6 @@ class SamNode(Node):
         self.last_timings: dict[str, float] = {}
         self._warned_at: dict[str, float] = {}
         self.segmenter = Segmenter(self.config)
-        self.tracker = self._new_tracker(self.config)
-        self._rays_cache: tuple[tuple, np.ndarray] | None = None
         self._frame_times: list[float] = []
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -107,15 +103,8 @@ class SamNode(Node):
             self.segmenter.update(config)
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
-        if (config.track_max_distance, config.track_min_iou, config.track_max_age) != (
-                self.config.track_max_distance, self.config.track_min_iou, self.config.track_max_age):
-            self.tracker = self._new_tracker(config)
         self.config = config
         return SetParametersResult(successful=True)
-
-    @staticmethod
-    def _new_tracker(config: SamRosConfig) -> ObjectTracker:
-        return ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
 
     # --- input -----------------------------------------------------------------------------
     def _offer(self, topic: int, msg) -> None:
@@ -149,50 +138,33 @@ class SamNode(Node):
     # --- one frame -------------------------------------------------------------------------
     def _process(self, image_msg, depth_msg=None, info_msg=None) -> None:
         start = time.perf_counter()
-        config = self.config
         rgb = colour_to_rgb(image_msg)
-        depth_m = camera = None
+        depth = camera = None
         if depth_msg is not None:
             camera = PinholeCamera.from_camera_info(info_msg)
             depth = depth_image(depth_msg)
-            if depth.shape != rgb.shape[:2] or (camera.height, camera.width) != rgb.shape[:2]:
-                raise ValueError(f"size mismatch: colour {rgb.shape[1]}x{rgb.shape[0]}, depth "
-                                 f"{depth.shape[1]}x{depth.shape[0]}, camera_info {camera.width}x{camera.height}; "
-                                 "subscribe to depth aligned to colour")
-            depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
-            if not np.isfinite(depth_m).any():
-                self.counters["frames_without_valid_depth"] += 1
-        result = self.segmenter.segment(rgb)
-        header = image_msg.header
+        frame = self.segmenter.run(rgb, depth, camera)
+        result, header = frame.segmentation, image_msg.header
         mask_ids = list(range(1, len(result) + 1))
         self.pub_masks.publish(messages.mask_array(header, result, mask_ids))
-        if depth_m is not None:
-            estimates = fuse_masks(result.masks, depth_m, camera, erosion_px=config.erosion_px,
-                                   min_valid_points=config.min_valid_points, rays=self._rays(camera))
-            track_ids = self.tracker.update(result.masks, [e.centroid if e.valid else None for e in estimates])
-            objects = messages.object_array(header, estimates, track_ids, mask_ids,
+        if frame.objects is not None:
+            if frame.objects and not any(o.valid for o in frame.objects):
+                self.counters["frames_without_valid_depth"] += 1
+            objects = messages.object_array(header, frame.objects, frame.track_ids, mask_ids,
                                             result.predicted_iou.cpu().tolist(), UP_IN_OPTICAL_FRAME)
             self.pub_objects.publish(objects)
             if self.pub_markers.get_subscription_count():
                 self.pub_markers.publish(messages.markers(header, objects, MARKER_LIFETIME_S))
-        else:
-            track_ids = self.tracker.update(result.masks, [None] * len(result))
         if self.pub_overlay.get_subscription_count() or self.pub_labels.get_subscription_count():
-            labels = label_image(result.masks, torch.tensor(track_ids, dtype=torch.int32)).cpu().numpy()
+            labels = label_image(result.masks, torch.tensor(frame.track_ids, dtype=torch.int32)).cpu().numpy()
             if self.pub_overlay.get_subscription_count():
                 self.pub_overlay.publish(fill_image(Image(), overlay(rgb, labels), "rgb8", header))
             if self.pub_labels.get_subscription_count():
                 self.pub_labels.publish(fill_image(Image(), np.minimum(labels, 65535).astype(np.uint16), "16UC1",
                                                    header))
         self.counters["processed"] += 1
-        self.last_timings = {**result.timings_ms, "end_to_end_ms": (time.perf_counter() - start) * 1000}
+        self.last_timings = {**frame.timings_ms, "end_to_end_ms": (time.perf_counter() - start) * 1000}
         self._frame_times = [t for t in self._frame_times if t > time.monotonic() - 5.0] + [time.monotonic()]
-
-    def _rays(self, camera: PinholeCamera) -> np.ndarray:
-        key = (camera.width, camera.height, camera.K.tobytes(), camera.D.tobytes(), camera.distortion_model)
-        if self._rays_cache is None or self._rays_cache[0] != key:
-            self._rays_cache = (key, camera.rays())
-        return self._rays_cache[1]
 
     def _publish_diagnostics(self) -> None:
         dropped = self.slot.dropped + (self.sync.evicted if self.sync else 0)
