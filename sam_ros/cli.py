@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .camera import PinholeCamera
 from .config import SamRosConfig
 from .masks import label_image, rle_counts, rle_to_string
-from .model import BUNDLED_CHECKPOINT, CheckpointNotFoundError
+from .model import BUNDLED_CHECKPOINT
 from .pipeline import Frame, Segmenter
 from .sync import ApproximateTimeSynchronizer
 from .visualize import overlay
@@ -198,6 +198,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--intrinsics", help="fx,fy,cx,cy of the colour camera, for --depth")
     parser.add_argument("--out", default="sam_ros_output", help="output folder (default: %(default)s)")
     parser.add_argument("--grid", type=int, help="prompt grid points per side")
+    parser.add_argument("--prompts", choices=("grid", "aop"), help="prompt strategy (aop: the learned predictor)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"))
     parser.add_argument("--checkpoint", help="mobile_sam.pt or a sam_ros checkpoint ('bundled': the small model)")
     parser.add_argument("--config", help="YAML with any config fields (or a ROS params file)")
@@ -214,6 +215,8 @@ def build_config(args: argparse.Namespace) -> SamRosConfig:
     changes = dict(item.split("=", 1) for item in args.set)
     if args.grid is not None:
         changes["grid_size"] = args.grid
+    if args.prompts:
+        changes["prompt_mode"] = args.prompts
     if args.device:
         changes["device"] = args.device
     if args.checkpoint:
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
         total, frames = plan_inputs(args, config)
         segmenter = Segmenter(config)
-    except (ValueError, CheckpointNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:  # bad options, no model or no AoP predictor
         print(f"sam-ros-segment: error: {error}", file=sys.stderr)
         return 2
     out = Path(args.out)

@@ -37,16 +37,18 @@ class SamRosConfig:
     prompt_mode: str = _param("grid", "Prompt strategy: a point grid or the learned AoP predictor",
                               choices=("grid", "aop"), dynamic=True)
     grid_size: int = _param(16, "Points per side of the prompt grid", low=1, high=64, dynamic=True)
-    aop_checkpoint: str = _param("", "AoP prompt predictor file; '' = the one shipped for the model")
-    aop_smoothing: float = _param(2.0, "AoP: Gaussian sigma applied to the prompt-confidence map, in cells",
+    aop_checkpoint: str = _param("", "AoP prompt predictor file; '' = <model file>_aop.pt beside the model "
+                                 "(shipped for 'bundled')")
+    aop_smoothing: float = _param(2.0, "AoP: Gaussian sigma applied to the prompt-confidence map, in cells of a "
+                                  "64-cell grid over the image (paper's smoothing factor)",
                                   low=0.0, high=10.0, dynamic=True)
     aop_conf_thresh: float = _param(0.2, "AoP: minimum smoothed confidence of a prompt",
                                     low=0.0, high=1.0, dynamic=True)
-    aop_spacing: float = _param(6.0, "AoP: minimum spacing between prompts, in pixels of the 64-cell "
-                                "embedding grid scaled to the image (paper's spacing factor)",
-                                low=0.0, high=64.0, dynamic=True)
-    aop_elim_thresh: float = _param(1.3, "AoP: prompt-elimination threshold (adaptive, in units of the "
-                                    "mean similarity)", low=0.0, high=5.0, dynamic=True)
+    aop_spacing: float = _param(6.0, "AoP: minimum distance between prompts, in cells of a 64-cell grid over "
+                                "the image (paper's spacing factor)", low=0.0, high=64.0, dynamic=True)
+    aop_elim_thresh: float = _param(1.3, "AoP: a prompt on an already segmented object is not decoded when its "
+                                    "similarity exceeds this times the mean similarity (lower drops more)",
+                                    low=0.0, high=5.0, dynamic=True)
 
     # --- mask filtering --------------------------------------------------------------------
     pred_iou_thresh: float = _param(0.88, "Drop masks whose predicted IoU is below this",

@@ -50,23 +50,28 @@ def box_iou(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS (torchvision.ops.nms semantics): indices of kept boxes, best score first.
-
-    Solved as a fixed point on the IoU matrix instead of a Python loop over boxes: a box is kept iff
-    no kept, better box overlaps it. Iterating from "all kept" settles at least one more box per pass
-    (in score order), and in practice within a few passes.
-    """
+    """Greedy NMS (torchvision.ops.nms semantics): indices of kept boxes, best score first."""
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
-    overlaps = (box_iou(boxes[order].float()) > iou_threshold).triu(diagonal=1)
-    keep = torch.ones(len(order), dtype=torch.bool, device=boxes.device)
-    for _ in range(len(order)):
-        new_keep = ~(overlaps & keep[:, None]).any(0)
+    return order[greedy_keep(box_iou(boxes[order].float()) > iou_threshold)]
+
+
+def greedy_keep(conflicts: torch.Tensor) -> torch.Tensor:
+    """Which items greedy suppression keeps, for items in priority order and their (N, N) conflicts.
+
+    Solved as a fixed point instead of a Python loop over items: an item is kept iff no kept, earlier
+    item conflicts with it. Iterating from "all kept" settles at least one more item per pass (in
+    priority order), and in practice within a few passes.
+    """
+    conflicts = conflicts.triu(diagonal=1)
+    keep = torch.ones(conflicts.shape[0], dtype=torch.bool, device=conflicts.device)
+    for _ in range(conflicts.shape[0]):
+        new_keep = ~(conflicts & keep[:, None]).any(0)
         if torch.equal(new_keep, keep):
             break
         keep = new_keep
-    return order[keep]
+    return keep
 
 
 def lowres_boxes_in_frame(masks: torch.Tensor, input_size: tuple[int, int],

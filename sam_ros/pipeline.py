@@ -20,8 +20,9 @@ from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_e
 from .fusion import Object3DEstimate, depth_to_metres, fuse_masks
 from .image import preprocess
 from .masks import MaskRecord
-from .model import Sam, load_sam
-from .prompts import EncodedImage, GridPrompts, PromptStrategy
+from .model import Sam, load_sam, resolve_checkpoint
+from .prompts import (AoPPrompts, EncodedImage, GridPrompts, PromptPredictor, PromptStrategy, load_predictor,
+                      predictor_beside)
 from .tracking import ObjectTracker
 
 # Fields whose change needs a new model (or device); everything else applies to the next frame.
@@ -86,6 +87,7 @@ class Segmenter:
             model, _ = load_sam(config.checkpoint or None, self.device, self.dtype)
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
+        self._predictor: PromptPredictor | None = None
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
@@ -95,8 +97,7 @@ class Segmenter:
         changed = [name for name in MODEL_FIELDS if getattr(config, name) != getattr(self.config, name)]
         if changed:
             raise ValueError(f"changing {', '.join(changed)} needs a restart")
-        if (config.prompt_mode, config.grid_size) != (self.config.prompt_mode, self.config.grid_size):
-            self.strategy = self._strategy(config)
+        self.strategy = self._strategy(config)
         # New gates apply to the tracks already held: objects keep their ids across a parameter change.
         self.tracker.max_distance, self.tracker.min_iou, self.tracker.max_age = (
             config.track_max_distance, config.track_min_iou, config.track_max_age)
@@ -105,8 +106,20 @@ class Segmenter:
     def _strategy(self, config: SamRosConfig) -> PromptStrategy:
         if config.prompt_mode == "grid":
             return GridPrompts(config.grid_size)
-        raise ValueError(f"prompt_mode {config.prompt_mode!r} needs a trained AoP prompt predictor, "
-                         "which this build does not ship yet; use prompt_mode 'grid'")
+        return AoPPrompts(self._prompt_predictor(config), config.aop_smoothing, config.aop_conf_thresh,
+                          config.aop_spacing, config.aop_elim_thresh, config.mask_threshold)
+
+    def _prompt_predictor(self, config: SamRosConfig) -> PromptPredictor:
+        """The AoP predictor, loaded on first use and checked against the model's embedding size."""
+        if self._predictor is None:
+            path = config.aop_checkpoint or predictor_beside(resolve_checkpoint(config.checkpoint or None))
+            predictor, _ = load_predictor(path, self.device, self.dtype)
+            channels = self.model.prompt_encoder.embed_dim
+            if predictor.embed_dim != channels:
+                raise ValueError(f"AoP predictor {path} was trained for {predictor.embed_dim}-channel embeddings, "
+                                 f"this model has {channels}: train one for it (python -m sam_ros.train.train_aop)")
+            self._predictor = predictor
+        return self._predictor
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> EncodedImage:
@@ -121,11 +134,20 @@ class Segmenter:
     @torch.inference_mode()
     def segment(self, rgb: np.ndarray) -> SegmentationResult:
         """All masks of one uint8 HxWx3 RGB frame; raises ValueError for malformed frames."""
-        config, timings = self.config, {}
+        timings = {}
         with self._timed(timings, "preprocess_ms"):
             image, input_size = self._preprocess(rgb)
         with self._timed(timings, "encoder_ms"):
             encoded = EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
+        result = self.segment_encoded(encoded)
+        result.timings_ms = {**timings, **result.timings_ms}
+        result.timings_ms["total_ms"] = sum(v for k, v in result.timings_ms.items() if k != "total_ms")
+        return result
+
+    @torch.inference_mode()
+    def segment_encoded(self, encoded: EncodedImage) -> SegmentationResult:
+        """The prompt side of ``segment`` for an image already encoded (timings from 'prompts' on)."""
+        config, timings = self.config, {}
         prompts, decode_ms = [], [0.0]
 
         def decode(points: torch.Tensor) -> MaskBatch:

@@ -7,7 +7,6 @@ so no per-prompt ``keys + pe`` tensor is materialised. Memory traffic, not arith
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 

@@ -101,7 +101,7 @@ class SamNode(Node):
         try:
             config = self.config.replace(**{p.name: p.value for p in parameters})
             self.segmenter.update(config)
-        except ValueError as error:
+        except (ValueError, FileNotFoundError) as error:  # bad value, or no AoP predictor for this model
             return SetParametersResult(successful=False, reason=str(error))
         self.config = config
         return SetParametersResult(successful=True)

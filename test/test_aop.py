@@ -1,0 +1,197 @@
+"""AoP prompts: confidence-map sampling, prompt elimination, the predictor file, the pipeline, training."""
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from sam_ros.config import SamRosConfig
+from sam_ros.model import TINY, build_sam
+from sam_ros.pipeline import Segmenter
+from sam_ros.prompts import AoPPrompts, EncodedImage, PromptPredictor, load_predictor, predictor_beside, save_predictor
+from sam_ros.prompts.aop import eliminate_redundant, gaussian_blur, sample_prompts
+from sam_ros.synthetic import Intrinsics, render, sample_scene
+from sam_ros.train.train_aop import fit, pcm_size, pcm_target, teacher_data
+
+LOOSE = dict(device="cpu", pred_iou_thresh=0.0, stability_thresh=0.0, min_area=0, nms_thresh=1.0, max_objects=1000)
+
+
+def encoded_for(frame_hw=(480, 640), side=256, channels=8, cells=16, embedding=None) -> EncodedImage:
+    """Geometry of a frame resized into a side x side model input (longest side fits)."""
+    height, width = frame_hw
+    scale = side / max(height, width)
+    input_size = (int(height * scale + 0.5), int(width * scale + 0.5))
+    if embedding is None:
+        embedding = torch.randn(1, channels, cells, cells)
+    return EncodedImage(embedding, torch.zeros(1, 3, side, side), frame_hw, input_size)
+
+
+def blob(size: int, x: float, y: float, sigma: float, height: float) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    return height * torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2))
+
+
+def test_gaussian_blur_matches_scipy():
+    image = torch.rand(1, 1, 40, 50)
+    for sigma in (0.7, 2.0):
+        ours = gaussian_blur(image.double(), sigma)[0, 0].numpy()
+        theirs = ndimage.gaussian_filter(image[0, 0].double().numpy(), sigma, mode="nearest", truncate=3.0)
+        # scipy's radius is int(3 sigma + 0.5), ours ceil(3 sigma): equal up to the truncated tail.
+        np.testing.assert_allclose(ours, theirs, atol=2e-3)
+    assert torch.equal(gaussian_blur(image, 0.0), image)
+
+
+def test_sampling_finds_confident_peaks_spaced_and_inside_the_frame():
+    encoded = encoded_for()  # 640x480 -> 256x192 inside a 256 square: PCM rows >= 24 of 32 are padding
+    pcm = (blob(32, 5.5, 5.5, 1.0, 0.9) + blob(32, 20.5, 12.5, 1.0, 0.6) + blob(32, 23.5, 12.5, 1.0, 0.5)
+           + blob(32, 10.5, 18.5, 1.0, 0.1)       # below the confidence threshold
+           + blob(32, 12.5, 28.5, 1.0, 0.9))      # in the padding below the frame
+    points, confidence = sample_prompts(pcm.clamp(max=1), encoded, smoothing=0.0, conf_thresh=0.2, spacing=8.0)
+    # Spacing 8 of 64 cells = 4 PCM cells: the peak at x=23.5 is 3 cells from a stronger one and goes.
+    assert len(points) == 2
+    assert torch.all(confidence[:-1] >= confidence[1:])
+    scale = 8 * 640 / 256  # PCM cell -> model pixels -> frame pixels
+    torch.testing.assert_close(points, torch.tensor([[5.5, 5.5], [20.5, 12.5]]) * scale)
+    without_spacing, _ = sample_prompts(pcm.clamp(max=1), encoded, smoothing=0.0, conf_thresh=0.2, spacing=0.0)
+    assert len(without_spacing) == 3
+    assert len(sample_prompts(pcm, encoded, smoothing=0.0, conf_thresh=0.95, spacing=8.0)[0]) == 0
+
+
+def test_smoothing_merges_nearby_peaks_into_one_prompt():
+    encoded = encoded_for()
+    pcm = blob(32, 10.5, 10.5, 0.6, 0.8) + blob(32, 12.5, 10.5, 0.6, 0.8)
+    assert len(sample_prompts(pcm, encoded, smoothing=0.0, conf_thresh=0.1, spacing=0.0)[0]) == 2
+    merged, _ = sample_prompts(pcm, encoded, smoothing=4.0, conf_thresh=0.1, spacing=0.0)
+    assert len(merged) == 1
+    assert abs(merged[0, 0].item() / 20 - 11.5) <= 1.0  # between the two, in PCM cells
+
+
+def two_region_encoding() -> EncodedImage:
+    """Left half of the frame has one feature vector, the right half an orthogonal one."""
+    torch.manual_seed(0)
+    embedding = torch.zeros(1, 8, 16, 16)
+    embedding[0, 0, :, :8] = 1.0
+    embedding[0, 1, :, 8:] = 1.0
+    embedding += 0.05 * torch.randn_like(embedding)
+    return encoded_for((256, 256), embedding=embedding)
+
+
+def test_elimination_drops_prompts_on_segmented_objects_only():
+    encoded = two_region_encoding()
+    left_mask = torch.full((1, 64, 64), -5.0)
+    left_mask[0, :, :32] = 5.0   # the first batch segmented the left half
+    candidates = torch.tensor([[60.0, 100.0], [200.0, 100.0], [100.0, 30.0]])  # left, right, left
+    keep = eliminate_redundant(candidates, left_mask, encoded, elim_thresh=1.3)
+    assert keep.tolist() == [False, True, False]
+    # Lower thresholds remove more, higher fewer: at 5x the mean similarity nothing is redundant.
+    assert eliminate_redundant(candidates, left_mask, encoded, elim_thresh=5.0).all()
+    assert eliminate_redundant(candidates, left_mask[:0], encoded, elim_thresh=1.3).all()
+
+
+def test_elimination_keeps_a_covered_prompt_whose_features_differ():
+    encoded = two_region_encoding()
+    everything = torch.full((1, 64, 64), 5.0)  # one mask over both regions: its mean feature fits neither well
+    candidates = torch.tensor([[60.0, 100.0], [200.0, 100.0]])
+    assert eliminate_redundant(candidates, everything, encoded, elim_thresh=1.3).all()
+
+
+def test_predictor_file_round_trip_and_errors(tmp_path):
+    predictor = PromptPredictor(TINY.prompt_embed_dim, hidden=8, upscale=2)
+    embedding = torch.randn(1, TINY.prompt_embed_dim, 16, 16)
+    assert predictor(embedding).shape == (1, 1, 32, 32)
+    save_predictor(tmp_path / "p.pt", predictor, training={"note": "test"})
+    loaded, metadata = load_predictor(tmp_path / "p.pt")
+    assert metadata == {"training": {"note": "test"}}
+    torch.testing.assert_close(loaded(embedding), predictor.eval()(embedding))
+    with pytest.raises(FileNotFoundError, match="train_aop"):
+        load_predictor(tmp_path / "missing.pt")
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not an AoP prompt predictor"):
+        load_predictor(tmp_path / "foreign.pt")
+    assert predictor_beside("/models/mobile_sam.pt").name == "mobile_sam_aop.pt"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_sam(TINY)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return render(sample_scene(np.random.default_rng(2)), Intrinsics.default(160, 120)).rgb
+
+
+def constant_predictor(channels: int, logit: float) -> PromptPredictor:
+    """A predictor whose map is the same everywhere: every cell is a peak, so spacing alone decides."""
+    predictor = PromptPredictor(channels, hidden=4, upscale=2)
+    with torch.no_grad():
+        for parameter in predictor.parameters():
+            parameter.zero_()
+        predictor.head.bias.fill_(logit)
+    return predictor.eval()
+
+
+def test_pipeline_with_aop_prompts_decodes_in_two_batches(model, frame, tmp_path):
+    path = tmp_path / "aop.pt"
+    save_predictor(path, constant_predictor(TINY.prompt_embed_dim, 2.0))
+    config = SamRosConfig(prompt_mode="aop", aop_checkpoint=str(path), aop_spacing=16.0, aop_smoothing=0.0, **LOOSE)
+    segmenter = Segmenter(config, model)
+    calls = []
+    strategy = segmenter.strategy
+    encoded = segmenter.encode(frame)
+    points, _ = sample_prompts(strategy.confidence_map(encoded), encoded, 0.0, 0.2, 16.0)
+    assert 4 <= len(points) <= 24, "spacing 16 (8 PCM cells) leaves a sparse lattice, not a prompt per cell"
+    batch = strategy.propose(encoded, lambda p: calls.append(len(p)) or segmenter_decode(segmenter, encoded, p))
+    assert len(calls) == 2 and calls[0] == (len(points) + 1) // 2 and calls[0] + calls[1] <= len(points)
+    assert 0 < len(batch) <= 3 * sum(calls)
+    result = segmenter.segment(frame)
+    assert result.num_prompts == sum(calls) and len(result) > 0
+    # Nothing above the confidence threshold: no prompts, an empty but well-formed result.
+    segmenter.update(config.replace(aop_conf_thresh=0.95))
+    empty = segmenter.segment(frame)
+    assert empty.num_prompts == 0 and len(empty) == 0 and empty.masks.shape[1:] == frame.shape[:2]
+
+
+def segmenter_decode(segmenter: Segmenter, encoded: EncodedImage, points: torch.Tensor):
+    from sam_ros.decode import decode_points
+    config = segmenter.config
+    return decode_points(segmenter.model, encoded, points, pred_iou_thresh=config.pred_iou_thresh,
+                         stability_thresh=config.stability_thresh, stability_offset=config.stability_offset,
+                         mask_threshold=config.mask_threshold, max_memory_mb=config.max_decode_memory_mb)
+
+
+def test_aop_mode_without_a_predictor_is_a_clear_error(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_aop"):
+        Segmenter(SamRosConfig(prompt_mode="aop", aop_checkpoint=str(tmp_path / "none.pt"), **LOOSE), model)
+    save_predictor(tmp_path / "wide.pt", PromptPredictor(256))
+    with pytest.raises(ValueError, match="256-channel"):
+        Segmenter(SamRosConfig(prompt_mode="aop", aop_checkpoint=str(tmp_path / "wide.pt"), **LOOSE), model)
+    segmenter = Segmenter(SamRosConfig(**LOOSE), model)
+    with pytest.raises(FileNotFoundError):  # switching at run time fails the same way, and keeps the grid
+        segmenter.update(segmenter.config.replace(prompt_mode="aop", aop_checkpoint=str(tmp_path / "none.pt")))
+    assert segmenter.config.prompt_mode == "grid"
+
+
+def test_target_has_a_unit_peak_at_each_essential_prompt():
+    encoded = encoded_for()
+    points = torch.tensor([[110.0, 50.0], [510.0, 410.0]])  # PCM cell centres
+    target = pcm_target(points, encoded, 32, sigma=2.0)
+    cells = points * (256 / 640) * (32 / 256)
+    for x, y in cells.long().tolist():
+        assert target[y, x] > 0.99 and target[y, x] == target[max(0, y - 2):y + 3, max(0, x - 2):x + 3].max()
+    assert target.max() <= 1.0 and target[0, 31] < 1e-3
+
+
+def test_predictor_learns_the_teachers_essential_prompts(model):
+    """The dense-grid teacher labels a few scenes; a short fit must beat predicting its mean map."""
+    teacher = Segmenter(SamRosConfig(device="cpu", grid_size=8, pred_iou_thresh=0.0, stability_thresh=0.0,
+                                     nms_thresh=0.5), model)
+    images = [render(sample_scene(np.random.default_rng(i)), Intrinsics.default(160, 120)).rgb for i in range(6)]
+    data = teacher_data(teacher, images, sigma=4.0)
+    assert data.embeddings.shape == (6, TINY.prompt_embed_dim, 16, 16)
+    size, upscale = pcm_size(teacher)
+    assert data.targets.shape == (6, size, size) and all(n > 0 for n in data.prompts)
+    torch.manual_seed(0)
+    predictor = PromptPredictor(TINY.prompt_embed_dim, hidden=16, upscale=upscale)
+    log = fit(predictor, data, epochs=60, lr=5e-3, batch=8, seed=0, log_every=59)
+    assert log[-1]["train_loss"] < 0.5 * log[0]["train_loss"]
