@@ -20,7 +20,7 @@ from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_e
 from .fusion import Object3DEstimate, depth_to_metres, fuse_masks
 from .image import preprocess
 from .masks import MaskRecord
-from .model import Sam, load_sam, resolve_checkpoint
+from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
 from .prompts import (AoPPrompts, EncodedImage, GridPrompts, PromptPredictor, PromptStrategy, load_predictor,
                       predictor_beside)
 from .tracking import ObjectTracker
@@ -112,7 +112,13 @@ class Segmenter:
     def _prompt_predictor(self, config: SamRosConfig) -> PromptPredictor:
         """The AoP predictor, loaded on first use and checked against the model's embedding size."""
         if self._predictor is None:
-            path = config.aop_checkpoint or predictor_beside(resolve_checkpoint(config.checkpoint or None))
+            path = config.aop_checkpoint
+            if not path:
+                try:
+                    path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
+                except CheckpointNotFoundError:
+                    raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
+                                            "(there is no model file to look beside)") from None
             predictor, _ = load_predictor(path, self.device, self.dtype)
             channels = self.model.prompt_encoder.embed_dim
             if predictor.embed_dim != channels:

@@ -47,8 +47,9 @@ def test_update_applies_dynamic_fields_without_reloading(model, frame):
     assert result.num_prompts == 25 and len(result) <= 2 and segmenter.model is model
     with pytest.raises(ValueError, match="needs a restart"):
         segmenter.update(segmenter.config.replace(checkpoint="other.pt"))
-    with pytest.raises(ValueError, match="AoP"):
+    with pytest.raises(FileNotFoundError, match="aop_checkpoint"):
         segmenter.update(segmenter.config.replace(prompt_mode="aop"))
+    assert segmenter.config.prompt_mode == "grid"
 
 
 def test_results_are_filtered_sorted_and_timed(model, frame):
