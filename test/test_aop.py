@@ -195,3 +195,12 @@ def test_predictor_learns_the_teachers_essential_prompts(model):
     predictor = PromptPredictor(TINY.prompt_embed_dim, hidden=16, upscale=upscale)
     log = fit(predictor, data, epochs=60, lr=5e-3, batch=8, seed=0, log_every=59)
     assert log[-1]["train_loss"] < 0.5 * log[0]["train_loss"]
+
+
+def test_greedy_matching_scores_each_object_once():
+    from sam_ros.train.evaluate import greedy_matched_iou
+    iou = torch.tensor([[0.9, 0.8, 0.0],    # prediction 0 is best for object 0; object 1 must take another
+                        [0.0, 0.6, 0.0],
+                        [0.1, 0.7, 0.0]])   # nothing covers object 2
+    torch.testing.assert_close(greedy_matched_iou(iou), torch.tensor([0.9, 0.7, 0.0]))
+    torch.testing.assert_close(greedy_matched_iou(torch.zeros(0, 2)), torch.zeros(2))

@@ -51,6 +51,24 @@ def mask_iou(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1)
 
 
+def greedy_matched_iou(iou: torch.Tensor) -> torch.Tensor:
+    """(N,) IoU of each true mask with its predicted mask under greedy one-to-one matching of (K, N) IoUs.
+
+    The best remaining pair is matched first (the AoP-SAM paper's "greedy IoU"); an object left
+    without a prediction scores 0, so missing objects and duplicate masks both cost.
+    """
+    matched = iou.new_zeros(iou.shape[1])
+    iou = iou.clone()
+    for _ in range(min(iou.shape)):
+        best = int(torch.argmax(iou))
+        pred, true = divmod(best, iou.shape[1])
+        if iou[pred, true] <= 0:
+            break
+        matched[true] = iou[pred, true]
+        iou[pred, :], iou[:, true] = -1, -1
+    return matched
+
+
 @dataclass
 class PointScores:
     chosen_iou: list[float]   # the mask with the highest predicted IoU (what an application takes)

@@ -1,0 +1,124 @@
+"""AoP prompts vs point grids on held-out synthetic 640x480 scenes: the AoP-SAM paper's table.
+
+    python bench/aop_bench.py [--checkpoint bundled] [--aop-checkpoint ''] [--scenes 30] [--device cpu]
+
+Rows: grid 16 (AMG-S), grid 32 (AMG-D) and AoP, all with the same model, scenes and filters. Each
+row runs in its own process so that peak memory is its own (peak RSS on the CPU, which includes
+Python and torch themselves; peak allocated on a GPU). Columns: mIoU under greedy one-to-one
+matching to ground truth, recall@0.5 / @0.75, prompts decoded, masks kept, median per-stage
+latency, peak memory. Bar (issue 7): AoP's mIoU within 2 points of AMG-D's, with at most half of
+AMG-S's decode-stage latency. Also prints the predictor's cost relative to the encoder (bar: <= 10%).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+STAGES = ("encoder_ms", "prompts_ms", "decode_ms", "filter_ms", "postprocess_ms", "total_ms")
+
+
+def run_row(row: dict, args: argparse.Namespace, queue) -> None:
+    torch.set_num_threads(args.threads)
+    from sam_ros.config import SamRosConfig
+    from sam_ros.pipeline import Segmenter
+    from sam_ros.train.evaluate import greedy_matched_iou, held_out_scene, mask_iou, object_masks
+
+    config = SamRosConfig(checkpoint=args.checkpoint, aop_checkpoint=args.aop_checkpoint, device=args.device,
+                          pred_iou_thresh=args.pred_iou_thresh, stability_thresh=args.stability_thresh, **row["config"])
+    segmenter = Segmenter(config)
+    scenes = [held_out_scene(args.first + i) for i in range(args.scenes)]
+    segmenter.segment(scenes[0].rgb)  # warm-up
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    matched, prompts, masks, timings, predictor_ms = [], [], [], {k: [] for k in STAGES}, []
+    for scene in scenes:
+        truth = torch.from_numpy(object_masks(scene))
+        result = segmenter.segment(scene.rgb)
+        iou = mask_iou(result.masks.cpu(), truth) if len(result) else torch.zeros(0, len(truth))
+        matched += greedy_matched_iou(iou).tolist()
+        prompts.append(result.num_prompts)
+        masks.append(len(result))
+        for stage in STAGES:
+            timings[stage].append(result.timings_ms[stage])
+        if config.prompt_mode == "aop":
+            encoded = segmenter.encode(scene.rgb)
+            start = time.perf_counter()
+            segmenter.strategy.confidence_map(encoded)
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            predictor_ms.append((time.perf_counter() - start) * 1000)
+    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda"
+               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    matched = np.array(matched)
+    queue.put({
+        "name": row["name"], "objects": len(matched), "miou": float(matched.mean()),
+        "recall_50": float((matched >= 0.5).mean()), "recall_75": float((matched >= 0.75).mean()),
+        "prompts": float(np.mean(prompts)), "masks": float(np.mean(masks)), "peak_mb": peak_mb,
+        **{stage: statistics.median(values) for stage, values in timings.items()},
+        "predictor_ms": statistics.median(predictor_ms) if predictor_ms else None,
+    })
+
+
+def measure(row: dict, args: argparse.Namespace) -> dict:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=run_row, args=(row, args, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    from sam_ros.config import SamRosConfig
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default="bundled", help="model file ('bundled' = the shipped one)")
+    parser.add_argument("--aop-checkpoint", default="", help="predictor ('' = the one beside the model)")
+    parser.add_argument("--scenes", type=int, default=30)
+    parser.add_argument("--first", type=int, default=0, help="index of the first held-out scene")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pred-iou-thresh", type=float, default=SamRosConfig.pred_iou_thresh)
+    parser.add_argument("--stability-thresh", type=float, default=SamRosConfig.stability_thresh)
+    args = parser.parse_args()
+
+    rows = [{"name": "AMG-S grid 16", "config": {"grid_size": 16}},
+            {"name": "AMG-D grid 32", "config": {"grid_size": 32}},
+            {"name": "AoP", "config": {"prompt_mode": "aop"}}]
+    print(f"{args.scenes} held-out scenes, 640x480, model {args.checkpoint}, {args.device}, {args.threads} threads, "
+          f"pred_iou_thresh {args.pred_iou_thresh}, stability_thresh {args.stability_thresh}")
+    memory = "GPU MiB" if args.device == "cuda" else "RSS MiB"
+    print(f"{'':<14} {'mIoU':>6} {'R@.5':>6} {'R@.75':>6} {'prompts':>8} {'masks':>6} "
+          + " ".join(f"{s[:-3]:>11}" for s in STAGES) + f" {memory:>8}")
+    results = []
+    for row in rows:
+        r = measure(row, args)
+        results.append(r)
+        print(f"{r['name']:<14} {100 * r['miou']:>6.1f} {r['recall_50']:>6.3f} {r['recall_75']:>6.3f} "
+              f"{r['prompts']:>8.1f} {r['masks']:>6.1f} " + " ".join(f"{r[s]:>11.1f}" for s in STAGES)
+              + f" {r['peak_mb']:>8.0f}", flush=True)
+    sparse, dense, aop = results
+    bars = {"miou_within_2_points_of_AMG-D": aop["miou"] >= dense["miou"] - 0.02,
+            "decode_at_most_half_of_AMG-S": aop["decode_ms"] <= 0.5 * sparse["decode_ms"],
+            "predictor_at_most_10pct_of_encoder": aop["predictor_ms"] <= 0.1 * aop["encoder_ms"]}
+    print(f"AoP mIoU {100 * aop['miou']:.1f} vs AMG-D {100 * dense['miou']:.1f} (bar: >= {100 * dense['miou'] - 2:.1f}); "
+          f"AoP decode {aop['decode_ms']:.1f} ms vs AMG-S {sparse['decode_ms']:.1f} ms "
+          f"({aop['decode_ms'] / sparse['decode_ms']:.2f}x, bar <= 0.5x); predictor {aop['predictor_ms']:.2f} ms = "
+          f"{100 * aop['predictor_ms'] / aop['encoder_ms']:.1f}% of the encoder (bar <= 10%)")
+    print(json.dumps({"rows": results, "pass": bars}))
+
+
+if __name__ == "__main__":
+    main()
