@@ -27,6 +27,7 @@ from .tracking import ObjectTracker
 
 # Fields whose change needs a new model (or device); everything else applies to the next frame.
 MODEL_FIELDS = ("checkpoint", "device", "dtype")
+Z_UP = np.array([0.0, 0.0, 1.0])  # "up" in a REP 103 body or world frame
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -178,12 +179,15 @@ class Segmenter:
         result.timings_ms = timings
         return result
 
-    def run(self, rgb: np.ndarray, depth: np.ndarray | None = None, camera: PinholeCamera | None = None) -> Frame:
+    def run(self, rgb: np.ndarray, depth: np.ndarray | None = None, camera: PinholeCamera | None = None,
+            camera_to_target: np.ndarray | None = None) -> Frame:
         """Segment a frame, fuse each mask with the aligned ``depth`` into a 3D object, and track ids.
 
         ``depth`` is the depth image aligned to ``rgb`` as the driver publishes it: uint16 in units of
-        ``depth_scale`` (16UC1) or float32 metres (32FC1); ``camera`` is the colour camera. Without depth
-        (or with ``use_depth`` off) objects are None and ids are tracked by mask overlap alone.
+        ``depth_scale`` (16UC1) or float32 metres (32FC1); ``camera`` is the colour camera. Objects are in
+        the camera's optical frame, or in a target frame (REP 103: z up) when ``camera_to_target`` (4x4)
+        is given. Without depth (or with ``use_depth`` off) objects are None and ids are tracked by mask
+        overlap alone.
         """
         config = self.config
         fuse = depth is not None and config.use_depth
@@ -201,7 +205,8 @@ class Segmenter:
             if fuse:
                 depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
                 objects = fuse_masks(result.masks, depth_m, camera, erosion_px=config.erosion_px,
-                                     min_valid_points=config.min_valid_points, rays=self._camera_rays(camera))
+                                     min_valid_points=config.min_valid_points, rays=self._camera_rays(camera),
+                                     transform=camera_to_target, up=None if camera_to_target is None else Z_UP)
         with self._timed(timings, "tracking_ms"):
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))

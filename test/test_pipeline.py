@@ -99,6 +99,24 @@ def test_run_fuses_depth_into_objects_and_keeps_ids(model, scene):
     assert segmenter.run(scene.rgb, depth_mm, camera).track_ids == first.track_ids  # new gates, same tracks
 
 
+def test_run_expresses_objects_in_a_target_frame(model, scene):
+    """With camera -> target (REP 103 optical -> body: z forward becomes x forward, -y up becomes z up)."""
+    camera = PinholeCamera(160, 120, scene.intrinsics.K)
+    depth_mm = to_16uc1_mm(scene.depth)
+    config = SamRosConfig(grid_size=4, **{**LOOSE, "nms_thresh": 0.7})
+    in_camera = Segmenter(config, model).run(scene.rgb, depth_mm, camera).objects
+    to_body = np.eye(4)
+    to_body[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]
+    to_body[:3, 3] = [0.1, 0.0, 0.5]
+    in_body = Segmenter(config, model).run(scene.rgb, depth_mm, camera, camera_to_target=to_body).objects
+    pairs = [(c, b) for c, b in zip(in_camera, in_body) if c.valid]
+    assert pairs and all(b.valid for _, b in pairs)
+    for c, b in pairs:
+        np.testing.assert_allclose(b.centroid, to_body[:3, :3] @ c.centroid + to_body[:3, 3], atol=1e-4)
+        np.testing.assert_allclose(b.aabb_size, c.aabb_size[[2, 0, 1]], atol=1e-4)  # axes permuted, not resized
+        assert b.obb_size[1] == pytest.approx(c.obb_size[1], abs=1e-4)  # height measured along the same "up"
+
+
 def test_run_refuses_depth_that_does_not_fit(model, scene):
     segmenter = Segmenter(SamRosConfig(grid_size=2, **LOOSE), model)
     camera = PinholeCamera(160, 120, scene.intrinsics.K)
