@@ -18,6 +18,9 @@ def generate_launch_description():
                               description="Node parameters (every tunable, with ranges)"),
         DeclareLaunchArgument("checkpoint", default_value=EnvironmentVariable("SAM_ROS_CHECKPOINT", default_value=""),
                               description="mobile_sam.pt path; overrides the params file"),
+        DeclareLaunchArgument("target_frame", default_value="",
+                              description="TF frame for the 3D objects (e.g. base_link); '' = camera optical frame; "
+                                          "overrides the params file"),
         DeclareLaunchArgument("image", default_value="/camera/color/image_raw"),
         DeclareLaunchArgument("depth", default_value="/camera/aligned_depth_to_color/image_raw"),
         DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info"),
@@ -29,7 +32,8 @@ def generate_launch_description():
         "FASTDDS_DEFAULT_PROFILES_FILE", PathJoinSubstitution([share, "config", "fastdds_profile.xml"]))
     node = Node(
         package="sam_ros", executable="sam_node", name="sam_node", output="screen",
-        parameters=[LaunchConfiguration("params_file"), {"checkpoint": LaunchConfiguration("checkpoint")}],
+        parameters=[LaunchConfiguration("params_file"), {"checkpoint": LaunchConfiguration("checkpoint"),
+                                                         "target_frame": LaunchConfiguration("target_frame")}],
         remappings=[("image", LaunchConfiguration("image")),
                     ("depth", LaunchConfiguration("depth")),
                     ("camera_info", LaunchConfiguration("camera_info"))],

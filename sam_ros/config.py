@@ -81,8 +81,8 @@ class SamRosConfig:
                              low=0, high=50, dynamic=True)
     min_valid_points: int = _param(30, "Objects with fewer valid depth points are flagged invalid",
                                    low=1, high=1_000_000, dynamic=True)
-    target_frame: str = _param("", "Express objects in this TF frame; not supported yet, must be '' "
-                               "(objects are in the camera's optical frame)")
+    target_frame: str = _param("", "Express objects in this TF frame (e.g. base_link, map; z up) using /tf and "
+                               "/tf_static; '' = the camera's optical frame")
 
     # --- tracking --------------------------------------------------------------------------
     track_max_distance: float = _param(0.3, "Max 3D centroid distance (m) to keep an object's id",

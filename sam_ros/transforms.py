@@ -9,6 +9,7 @@ beyond a small tolerance; a lookup walks both frames up to their common ancestor
 from __future__ import annotations
 
 import bisect
+import threading
 from collections import deque
 from dataclasses import dataclass
 
@@ -64,7 +65,10 @@ class Sample:
 
 
 class TransformBuffer:
+    """Thread-safe: /tf callbacks write while the inference thread looks up."""
+
     def __init__(self, history: int = HISTORY, tolerance_ns: int = EXTRAPOLATION_TOLERANCE_NS) -> None:
+        self._lock = threading.Lock()
         self._parent: dict[str, str] = {}
         self._static: dict[str, Sample] = {}
         self._dynamic: dict[str, deque[Sample]] = {}
@@ -79,6 +83,10 @@ class TransformBuffer:
         quaternion_matrix(*sample.rotation)  # rejects zero / NaN quaternions here, not at lookup time
         if not np.isfinite(sample.translation).all():
             raise ValueError(f"non-finite translation in {parent!r} -> {child!r}")
+        with self._lock:
+            self._insert(parent, child, sample, static)
+
+    def _insert(self, parent: str, child: str, sample: Sample, static: bool) -> None:
         self._parent[child] = parent
         if static:
             self._static[child] = sample
@@ -97,6 +105,10 @@ class TransformBuffer:
         target, source = target.lstrip("/"), source.lstrip("/")
         if target == source:
             return np.eye(4)
+        with self._lock:
+            return self._lookup(target, source, stamp_ns)
+
+    def _lookup(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
         source_chain, target_chain = self._chain(source), self._chain(target)
         common = next((frame for frame in source_chain if frame in target_chain), None)
         if common is None:

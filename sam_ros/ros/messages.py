@@ -16,6 +16,7 @@ from sam_ros.msg import MaskArray, Object3D, Object3DArray, ObjectMask
 from ..fusion import Object3DEstimate
 from ..masks import rle_counts
 from ..pipeline import SegmentationResult
+from ..transforms import TransformBuffer
 from ..visualize import id_colours
 
 
@@ -93,3 +94,11 @@ def diagnostics(header: Header, name: str, level: bytes, message: str, values: d
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id="sam_ros",
                               values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
     return DiagnosticArray(header=header, status=[status])
+
+
+def add_transform(buffer: TransformBuffer, msg, static: bool) -> None:
+    """One geometry_msgs/TransformStamped into the core's transform buffer."""
+    t, r = msg.transform.translation, msg.transform.rotation
+    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    buffer.set_transform(msg.header.frame_id, msg.child_frame_id, stamp,
+                         (t.x, t.y, t.z), (r.x, r.y, r.z, r.w), static)

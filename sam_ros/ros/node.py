@@ -18,7 +18,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -29,8 +29,9 @@ from ..camera import PinholeCamera
 from ..config import SamRosConfig, fields_info
 from ..convert import colour_to_rgb, depth_image, fill_image
 from ..masks import label_image
-from ..pipeline import Segmenter
+from ..pipeline import Z_UP, Segmenter
 from ..sync import ApproximateTimeSynchronizer, LatestSlot
+from ..transforms import TransformBuffer, TransformUnavailable
 from ..visualize import overlay
 from . import messages
 
@@ -46,11 +47,8 @@ class SamNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("sam_node", **kwargs)
         self.config = self._declare_parameters()
-        if self.config.target_frame:
-            Node.destroy_node(self)
-            raise ValueError(f"target_frame {self.config.target_frame!r}: TF output is not supported yet; objects are "
-                             "published in the camera's optical frame (header.frame_id), transform them with tf2")
         self.counters: Counter[str] = Counter()
+        self.tf = self._listen_to_tf() if self.config.target_frame else None
         self.last_timings: dict[str, float] = {}
         self._warned_at: dict[str, float] = {}
         self.segmenter = Segmenter(self.config)
@@ -80,6 +78,30 @@ class SamNode(Node):
         self.worker.start()
         self.get_logger().info(f"sam_node ready on {self.segmenter.device} ({self.segmenter.dtype}), "
                                f"prompt_mode={self.config.prompt_mode}, grid_size={self.config.grid_size}")
+
+    def _listen_to_tf(self) -> TransformBuffer:
+        """Fill a transform buffer from /tf and /tf_static (QoS as tf2_ros's listener)."""
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            Node.destroy_node(self)
+            raise ValueError(f"target_frame {self.config.target_frame!r} needs the tf2_msgs package (ros-$ROS_DISTRO-"
+                             "tf2-msgs); without it leave target_frame '' (objects in the camera frame)") from None
+        buffer = TransformBuffer()
+        dynamic = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+        static = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.create_subscription(TFMessage, "/tf", lambda m: self._add_transforms(buffer, m, False), dynamic)
+        self.create_subscription(TFMessage, "/tf_static", lambda m: self._add_transforms(buffer, m, True), static)
+        return buffer
+
+    def _add_transforms(self, buffer: TransformBuffer, msg, static: bool) -> None:
+        for transform in msg.transforms:
+            try:
+                messages.add_transform(buffer, transform, static)
+            except ValueError as error:
+                self.counters["bad_transforms"] += 1
+                self._warn_throttled(f"ignored a transform: {error}")
 
     # --- parameters ------------------------------------------------------------------------
     def _declare_parameters(self) -> SamRosConfig:
@@ -139,22 +161,32 @@ class SamNode(Node):
     def _process(self, image_msg, depth_msg=None, info_msg=None) -> None:
         start = time.perf_counter()
         rgb = colour_to_rgb(image_msg)
-        depth = camera = None
+        header = image_msg.header
+        depth = camera = camera_to_target = None
         if depth_msg is not None:
             camera = PinholeCamera.from_camera_info(info_msg)
             depth = depth_image(depth_msg)
-        frame = self.segmenter.run(rgb, depth, camera)
-        result, header = frame.segmentation, image_msg.header
+        if depth is not None and self.tf is not None:
+            try:
+                camera_to_target = self.tf.lookup(self.config.target_frame, header.frame_id, stamp_ns(image_msg))
+            except TransformUnavailable as error:  # masks still go out; objects only in the frame asked for
+                self.counters["frames_without_transform"] += 1
+                self._warn_throttled(f"objects not published: {error}")
+                depth = camera = None
+        frame = self.segmenter.run(rgb, depth, camera, camera_to_target)
+        result = frame.segmentation
         mask_ids = list(range(1, len(result) + 1))
         self.pub_masks.publish(messages.mask_array(header, result, mask_ids))
         if frame.objects is not None:
             if frame.objects and not any(o.valid for o in frame.objects):
                 self.counters["frames_without_valid_depth"] += 1
-            objects = messages.object_array(header, frame.objects, frame.track_ids, mask_ids,
-                                            result.predicted_iou.cpu().tolist(), UP_IN_OPTICAL_FRAME)
+            in_target = camera_to_target is not None
+            objects_header = Header(stamp=header.stamp, frame_id=self.config.target_frame) if in_target else header
+            objects = messages.object_array(objects_header, frame.objects, frame.track_ids, mask_ids,
+                                            result.predicted_iou.cpu().tolist(), Z_UP if in_target else UP_IN_OPTICAL_FRAME)
             self.pub_objects.publish(objects)
             if self.pub_markers.get_subscription_count():
-                self.pub_markers.publish(messages.markers(header, objects, MARKER_LIFETIME_S))
+                self.pub_markers.publish(messages.markers(objects_header, objects, MARKER_LIFETIME_S))
         if self.pub_overlay.get_subscription_count() or self.pub_labels.get_subscription_count():
             labels = label_image(result.masks, torch.tensor(frame.track_ids, dtype=torch.int32)).cpu().numpy()
             if self.pub_overlay.get_subscription_count():

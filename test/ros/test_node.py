@@ -7,7 +7,10 @@ import pytest
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from scipy.spatial.transform import Rotation
+from tf2_msgs.msg import TFMessage
+from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -45,16 +48,16 @@ def scene():
 class Camera:
     """A fake RGB-D driver: publishes colour, depth and CameraInfo with one stamp, and collects sam_node's output."""
 
-    def __init__(self):
-        self.node = rclpy.create_node("fake_camera")
+    def __init__(self, namespace="/"):
+        self.node = rclpy.create_node("fake_camera", namespace=namespace)
         self.image = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
         self.depth = self.node.create_publisher(Image, "depth", qos_profile_sensor_data)
         self.info = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
         self.masks, self.objects, self.markers = {}, {}, []
-        self.node.create_subscription(MaskArray, "/sam_node/masks", lambda m: self.masks.__setitem__(stamp_ns(m), m), 10)
-        self.node.create_subscription(Object3DArray, "/sam_node/objects",
+        self.node.create_subscription(MaskArray, "sam_node/masks", lambda m: self.masks.__setitem__(stamp_ns(m), m), 10)
+        self.node.create_subscription(Object3DArray, "sam_node/objects",
                                       lambda m: self.objects.__setitem__(stamp_ns(m), m), 10)
-        self.node.create_subscription(MarkerArray, "/sam_node/markers", self.markers.append, 10)
+        self.node.create_subscription(MarkerArray, "sam_node/markers", self.markers.append, 10)
         self.stamp = 1_000
 
     def next_header(self):
@@ -173,7 +176,39 @@ def test_parameters_are_validated_and_applied(harness, scene):
         node.set_parameters([Parameter("max_objects", value=100)])
 
 
-def test_unsupported_target_frame_is_refused_at_start(ros):
-    with pytest.raises(ValueError, match="target_frame"):
-        SamNode(parameter_overrides=[Parameter("checkpoint", value="bundled"), Parameter("device", value="cpu"),
-                                     Parameter("target_frame", value="base_link")])
+def test_objects_in_a_target_frame_through_tf(ros, scene):
+    """target_frame=base_link: no transform yet -> masks only (counted); after /tf_static -> objects in base_link."""
+    node = SamNode(namespace="tf_test", parameter_overrides=[
+        Parameter("checkpoint", value="bundled"), Parameter("device", value="cpu"), Parameter("grid_size", value=12),
+        Parameter("target_frame", value="base_link")])
+    camera = Camera(namespace="tf_test")
+    static_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    broadcaster = camera.node.create_publisher(TFMessage, "/tf_static", static_qos)
+    spinner = Spinner(node, camera.node)
+    try:
+        depth = to_16uc1_mm(scene.depth)
+        header = camera.next_header()
+        assert wait_for(lambda: stamp_ns(header) in camera.masks, timeout=120,
+                        action=camera.send(scene.rgb, depth, "16UC1", scene, header), action_every=10)
+        assert node.counters["frames_without_transform"] >= 1 and stamp_ns(header) not in camera.objects
+
+        rotation = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)  # optical -> REP 103 body axes
+        translation = np.array([0.1, 0.0, 1.0])  # as published below
+        x, y, z, w = Rotation.from_matrix(rotation).as_quat()
+        broadcaster.publish(TFMessage(transforms=[TransformStamped(
+            header=Header(frame_id="base_link"), child_frame_id=FRAME,
+            transform=Transform(translation=Vector3(x=0.1, y=0.0, z=1.0), rotation=Quaternion(x=x, y=y, z=z, w=w)))]))
+        header = camera.next_header()
+        assert wait_for(lambda: stamp_ns(header) in camera.objects, timeout=120,
+                        action=camera.send(scene.rgb, depth, "16UC1", scene, header), action_every=10)
+        objects = camera.objects[stamp_ns(header)]
+        assert objects.header.frame_id == "base_link"
+        valid = [o for o in objects.objects if o.valid]
+        for object_id, centre in visible_truth(scene).items():
+            expected = rotation @ centre + translation
+            distances = [math.dist((o.centroid.x, o.centroid.y, o.centroid.z), expected) for o in valid]
+            assert min(distances) < 0.05, f"object {object_id} not at {expected} in base_link"
+    finally:
+        spinner.stop()
+        node.destroy_node()
+        camera.node.destroy_node()
