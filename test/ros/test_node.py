@@ -176,6 +176,23 @@ def test_parameters_are_validated_and_applied(harness, scene):
         node.set_parameters([Parameter("max_objects", value=100)])
 
 
+def test_switching_to_aop_prompts_at_run_time(harness, scene):
+    """The shipped model has its AoP predictor beside it: prompt_mode aop takes effect on the next frame."""
+    node, camera = harness
+    assert node.set_parameters([Parameter("prompt_mode", value="aop")])[0].successful
+    header = camera.next_header()
+    try:
+        assert wait_for(lambda: stamp_ns(header) in camera.objects, timeout=120,
+                        action=camera.send(scene.rgb, to_16uc1_mm(scene.depth), "16UC1", scene, header),
+                        action_every=10)
+        assert type(node.segmenter.strategy).__name__ == "AoPPrompts" and camera.masks[stamp_ns(header)].masks
+        valid = [o for o in camera.objects[stamp_ns(header)].objects if o.valid]
+        for object_id, centre in visible_truth(scene).items():
+            assert min(math.dist((o.centroid.x, o.centroid.y, o.centroid.z), centre) for o in valid) < 0.05
+    finally:
+        node.set_parameters([Parameter("prompt_mode", value="grid")])
+
+
 def test_objects_in_a_target_frame_through_tf(ros, scene):
     """target_frame=base_link: no transform yet -> masks only (counted); after /tf_static -> objects in base_link."""
     node = SamNode(namespace="tf_test", parameter_overrides=[
