@@ -5,8 +5,9 @@
 Prints, against ground truth:
 - single interior point prompt: mean mask IoU of the mask with the highest predicted IoU (bar >= 0.8),
   and of the best of the three masks;
-- segment-everything with the real grid pipeline (``Segmenter``, the config's default filters): recall@0.5 of the
-  ground-truth objects (bar >= 0.9) and masks kept per object (bar < 2; floor and wall masks count).
+- segment-everything with the real grid pipeline (``Segmenter``; filters from --params, by default the
+  shipped model's operating point): recall@0.5 of the ground-truth objects (bar >= 0.9) and masks kept
+  per object (bar < 2; floor and wall masks count).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sam_ros.config import SamRosConfig  # noqa: E402
-from sam_ros.model import load_sam  # noqa: E402
+from sam_ros.model import BUNDLED_PARAMS, load_sam  # noqa: E402
 from sam_ros.train.evaluate import MIN_OBJECT_PIXELS, evaluate  # noqa: E402
 
 
@@ -31,16 +32,20 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=50)
     parser.add_argument("--first", type=int, default=0, help="index of the first held-out scene")
     parser.add_argument("--grid", type=int, default=16)
-    parser.add_argument("--pred-iou-thresh", type=float, default=SamRosConfig.pred_iou_thresh)
-    parser.add_argument("--stability-thresh", type=float, default=SamRosConfig.stability_thresh)
+    parser.add_argument("--params", default=str(BUNDLED_PARAMS),
+                        help="filter thresholds (ROS params file; default: the shipped model's operating point)")
+    parser.add_argument("--pred-iou-thresh", type=float, help="overrides --params")
+    parser.add_argument("--stability-thresh", type=float, help="overrides --params")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     model, _ = load_sam(args.checkpoint)
     start = time.perf_counter()
-    config = SamRosConfig(checkpoint=args.checkpoint, device="cpu", dtype="float32", grid_size=args.grid,
-                          pred_iou_thresh=args.pred_iou_thresh, stability_thresh=args.stability_thresh)
+    overrides = {name: value for name, value in (("pred_iou_thresh", args.pred_iou_thresh),
+                                                 ("stability_thresh", args.stability_thresh)) if value is not None}
+    config = SamRosConfig.from_yaml(args.params).replace(checkpoint=args.checkpoint, device="cpu", dtype="float32",
+                                                         grid_size=args.grid, **overrides)
     scores = evaluate(model, scenes=args.scenes, first=args.first, config=config)
     seconds = time.perf_counter() - start
     bars = {
@@ -55,7 +60,8 @@ def main() -> None:
     print(f"  single interior point, best of the 3 masks:          mIoU {scores['single_point_miou_best_of_3']:.3f}")
     print(f"  predicted IoU mean absolute error:                  {scores['predicted_iou_mae']:.3f}")
     print(f"  grid {args.grid}x{args.grid} segment-everything (pred_iou_thresh {config.pred_iou_thresh}, "
-          f"stability_thresh {config.stability_thresh}) recall@0.5: {scores['grid_recall_at_0.5']:.3f} "
+          f"stability_thresh {config.stability_thresh}, nms_thresh {config.nms_thresh}, min_area {config.min_area}) "
+          f"recall@0.5: {scores['grid_recall_at_0.5']:.3f} "
           f"(bar >= 0.90) {'PASS' if bars['grid_recall_at_0.5'] else 'FAIL'}")
     print(f"  masks kept per object: {scores['masks_per_object']:.2f} (bar < 2) "
           f"{'PASS' if bars['masks_per_object'] else 'FAIL'}")

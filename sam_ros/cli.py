@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .camera import PinholeCamera
 from .config import SamRosConfig
 from .masks import label_image, rle_counts, rle_to_string
-from .model import BUNDLED_CHECKPOINT
+from .model import BUNDLED_CHECKPOINT, BUNDLED_PARAMS
 from .pipeline import Frame, Segmenter
 from .sync import ApproximateTimeSynchronizer
 from .visualize import overlay
@@ -208,7 +208,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace) -> SamRosConfig:
-    config = SamRosConfig.from_yaml(args.config) if args.config else SamRosConfig()
+    """--config (else the shipped model's operating point when it is used, else defaults), then options."""
     malformed = [item for item in args.set if "=" not in item]
     if malformed:
         raise ValueError(f"--set takes NAME=VALUE, got {', '.join(malformed)}")
@@ -221,8 +221,12 @@ def build_config(args: argparse.Namespace) -> SamRosConfig:
         changes["device"] = args.device
     if args.checkpoint:
         changes["checkpoint"] = args.checkpoint
-    elif not args.inputs and not config.checkpoint:
-        changes["checkpoint"] = "bundled"  # the sample scenes come with the model trained on such scenes
+    if args.config:
+        config = SamRosConfig.from_yaml(args.config)
+    elif changes.get("checkpoint", "bundled" if not args.inputs else "") == "bundled":
+        config = SamRosConfig.from_yaml(BUNDLED_PARAMS)  # the sample scenes come with the model trained on such scenes
+    else:
+        config = SamRosConfig()
     config = config.replace(**changes)
     if config.checkpoint == "bundled" and not BUNDLED_CHECKPOINT.is_file():
         raise ValueError(f"the small model shipped with sam_ros ({BUNDLED_CHECKPOINT}) is missing from this "

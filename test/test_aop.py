@@ -7,7 +7,7 @@ from scipy import ndimage
 from sam_ros.config import SamRosConfig
 from sam_ros.model import TINY, build_sam
 from sam_ros.pipeline import Segmenter
-from sam_ros.prompts import AoPPrompts, EncodedImage, PromptPredictor, load_predictor, predictor_beside, save_predictor
+from sam_ros.prompts import EncodedImage, PromptPredictor, load_predictor, predictor_beside, save_predictor
 from sam_ros.prompts.aop import eliminate_redundant, gaussian_blur, sample_prompts
 from sam_ros.synthetic import Intrinsics, render, sample_scene
 from sam_ros.train.train_aop import fit, pcm_size, pcm_target, teacher_data

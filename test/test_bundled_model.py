@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sam_ros.config import SamRosConfig
-from sam_ros.model import BUNDLED_CHECKPOINT, TINY, load_sam
+from sam_ros.model import BUNDLED_CHECKPOINT, BUNDLED_PARAMS, TINY, load_sam
 from sam_ros.pipeline import Segmenter
 from sam_ros.train.evaluate import grid_scores, held_out_scene, object_masks, single_point_scores
 
@@ -14,17 +14,14 @@ from sam_ros.train.evaluate import grid_scores, held_out_scene, object_masks, si
 # (see sam_ros/data/sam_ros_tiny.json) and far above an untrained model (single-point mIoU ~0.05).
 SCENES = (0, 1)
 
-from sam_ros.model import BUNDLED_CHECKPOINT  # noqa: E402
-
-# TEMPORARY until the trained model is committed in this same session.
-pytestmark = pytest.mark.skipif(not BUNDLED_CHECKPOINT.is_file(), reason='bundled model not trained yet')
 
 
 @pytest.fixture(scope="module")
 def segmenter():
     model, config = load_sam("bundled")
     assert config == TINY
-    return Segmenter(SamRosConfig(checkpoint="bundled", device="cpu", dtype="float32"), model=model)
+    config = SamRosConfig.from_yaml(BUNDLED_PARAMS).replace(device="cpu", dtype="float32")
+    return Segmenter(config, model=model)
 
 
 def test_the_shipped_file_is_small_and_carries_its_evaluation():

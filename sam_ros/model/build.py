@@ -21,6 +21,7 @@ from .transformer import TwoWayTransformer
 MOBILE_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt"
 DEFAULT_CHECKPOINT = Path("~/.cache/sam_ros/mobile_sam.pt")
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "sam_ros_tiny.pt"
+BUNDLED_PARAMS = BUNDLED_CHECKPOINT.with_suffix(".yaml")  # its filter thresholds (a ROS params file)
 CHECKPOINT_ENV = "SAM_ROS_CHECKPOINT"
 # The classification head of TinyViT is in mobile_sam.pt but never used for segmentation.
 UNUSED_KEY_PREFIXES = ("image_encoder.head.", "image_encoder.norm_head.")

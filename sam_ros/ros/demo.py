@@ -25,6 +25,7 @@ from sensor_msgs.msg import Image as ImageMsg
 from sam_ros.msg import MaskArray, Object3DArray
 
 from ..convert import image_to_array
+from ..model import BUNDLED_PARAMS
 from ..synthetic.sequence import COLOUR_TOPIC, DEPTH_TOPIC, INFO_TOPIC
 from ..visualize import id_colours
 from .node import stamp_ns
@@ -41,6 +42,7 @@ def start_node(params: list[str], log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "sam_ros.ros.node", "--ros-args"]
     if PARAMS.is_file():
         command += ["--params-file", str(PARAMS)]
+    command += ["--params-file", str(BUNDLED_PARAMS)]  # the shipped model and its thresholds; -p overrides
     for name_value in params:
         command += ["-p", name_value]
     command += ["-r", f"image:={COLOUR_TOPIC}", "-r", f"depth:={DEPTH_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}"]
@@ -83,11 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recording", type=Path, default=RECORDING)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one frame's answer")
     parser.add_argument("-p", dest="params", action="append", default=[], metavar="NAME:=VALUE",
-                        help="extra node parameters (default: checkpoint:=bundled)")
+                        help="extra node parameters (after config/sam_ros.yaml and the shipped model's params file)")
     args = parser.parse_args(argv)
-    params = args.params or ["checkpoint:=bundled"]
     args.out.mkdir(parents=True, exist_ok=True)
-    node_process = start_node(params, args.out / "sam_node.log")
+    node_process = start_node(args.params, args.out / "sam_node.log")
 
     rclpy.init(args=[])
     peer = rclpy.create_node("sam_ros_demo")

@@ -133,6 +133,8 @@ def evaluate(model: Sam, scenes: int = 20, first: int = 0, grid_size: int = 16, 
         "single_point_miou_best_of_3": round(float(np.mean(oracle)), 4),
         "predicted_iou_mae": round(float(np.mean(error)), 4),
         "grid_size": config.grid_size,
+        "filters": {name: getattr(config, name) for name in ("pred_iou_thresh", "stability_thresh", "nms_thresh",
+                                                             "min_area")},
         "grid_recall_at_0.5": round(found / max(objects, 1), 4),
         "masks_per_object": round(masks / max(objects, 1), 3),
     }

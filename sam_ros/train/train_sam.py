@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..model import TINY, Sam, build_sam, save_checkpoint
+from ..config import SamRosConfig
+from ..model import BUNDLED_PARAMS, TINY, Sam, build_sam, save_checkpoint
 from .data import Sample, make_sample
 from .evaluate import evaluate
 
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (training data is rendered on the CPU)")
     parser.add_argument("--log-every", type=int, default=100, help="steps between log lines")
     parser.add_argument("--eval-scenes", type=int, default=30, help="held-out 640x480 scenes in the report")
+    parser.add_argument("--eval-params", type=Path, default=BUNDLED_PARAMS,
+                        help="filter thresholds of the report's grid pipeline (the shipped model's operating point)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     training = {"steps": steps, "scheduled_steps": args.steps, "ended_by": "steps" if steps == args.steps else "time", "batch": args.batch, "prompts": args.prompts,
                 "lr": args.lr, "seed": args.seed, "minutes": round(minutes, 1), "device": args.device,
                 "threads": args.threads, "torch": str(torch.__version__)}
-    evaluation = evaluate(model, scenes=args.eval_scenes)
+    eval_config = SamRosConfig.from_yaml(args.eval_params).replace(checkpoint="", device="cpu", dtype="float32")
+    evaluation = evaluate(model, scenes=args.eval_scenes, config=eval_config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(args.out, model, TINY, training=training, evaluation=evaluation)
     args.out.with_suffix(".json").write_text(json.dumps({"training": training, "evaluation": evaluation,

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+import yaml
 from builtin_interfaces.msg import Time
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -19,14 +20,11 @@ from rosutil import Spinner, wait_for
 from sam_ros.camera import PinholeCamera
 from sam_ros.convert import fill_image
 from sam_ros.fusion import depth_to_metres, fuse_masks
+from sam_ros.model import BUNDLED_PARAMS
 from sam_ros.msg import MaskArray, Object3DArray
 from sam_ros.ros.node import SamNode, stamp_ns
 from sam_ros.synthetic import SceneObject, SceneSpec, add_depth_noise, render, to_16uc1_mm
 
-from sam_ros.model import BUNDLED_CHECKPOINT  # noqa: E402
-
-# TEMPORARY until the trained model is committed in this same session.
-pytestmark = pytest.mark.skipif(not BUNDLED_CHECKPOINT.is_file(), reason='bundled model not trained yet')
 
 FRAME = "camera_color_optical_frame"
 
@@ -78,10 +76,15 @@ class Camera:
         return publish
 
 
+def bundled_model_parameters(**extra):
+    """The shipped model at its operating point (sam_ros/data/sam_ros_tiny.yaml), on the CPU."""
+    values = {**yaml.safe_load(BUNDLED_PARAMS.read_text())["sam_node"]["ros__parameters"], "device": "cpu", **extra}
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
 @pytest.fixture(scope="module")
 def harness(ros):
-    node = SamNode(parameter_overrides=[Parameter("checkpoint", value="bundled"), Parameter("device", value="cpu"),
-                                        Parameter("grid_size", value=12)])
+    node = SamNode(parameter_overrides=bundled_model_parameters(grid_size=12))
     camera = Camera()
     spinner = Spinner(node, camera.node)
     yield node, camera
@@ -195,9 +198,8 @@ def test_switching_to_aop_prompts_at_run_time(harness, scene):
 
 def test_objects_in_a_target_frame_through_tf(ros, scene):
     """target_frame=base_link: no transform yet -> masks only (counted); after /tf_static -> objects in base_link."""
-    node = SamNode(namespace="tf_test", parameter_overrides=[
-        Parameter("checkpoint", value="bundled"), Parameter("device", value="cpu"), Parameter("grid_size", value=12),
-        Parameter("target_frame", value="base_link")])
+    node = SamNode(namespace="tf_test",
+                   parameter_overrides=bundled_model_parameters(grid_size=12, target_frame="base_link"))
     camera = Camera(namespace="tf_test")
     static_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     broadcaster = camera.node.create_publisher(TFMessage, "/tf_static", static_qos)

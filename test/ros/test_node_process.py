@@ -11,15 +11,12 @@ from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 
 from rosutil import Spinner, wait_for
+from sam_ros.model import BUNDLED_PARAMS
 from sam_ros.msg import Object3DArray
 from sam_ros.ros.node import stamp_ns
 from sam_ros.ros.player import Player
 from sam_ros.synthetic.sequence import COLOUR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, render_sequence, write_rosbag2
 
-from sam_ros.model import BUNDLED_CHECKPOINT  # noqa: E402
-
-# TEMPORARY until the trained model is committed in this same session.
-pytestmark = pytest.mark.skipif(not BUNDLED_CHECKPOINT.is_file(), reason='bundled model not trained yet')
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def node_process(ros, tmp_path_factory):
     log = tmp_path_factory.mktemp("node") / "sam_node.log"
     command = [sys.executable, "-m", "sam_ros.ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "sam_ros.yaml"),
-               "-p", "checkpoint:=bundled", "-p", "device:=cpu", "-p", "grid_size:=12",
+               "--params-file", str(BUNDLED_PARAMS), "-p", "device:=cpu", "-p", "grid_size:=12",
                "-r", f"image:={COLOUR_TOPIC}", "-r", f"depth:={DEPTH_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}"]
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
     yield process
