@@ -50,7 +50,7 @@ def test_parameters_at_run_time(node_process):
         bad = ParameterMsg(name="nms_thresh", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=1.5))
         good = ParameterMsg(name="nms_thresh", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=0.5))
         results = call(node, set_client, SetParameters.Request(parameters=[bad])).results
-        assert not results[0].successful and "above the maximum" in results[0].reason
+        assert not results[0].successful and "nms_thresh" in results[0].reason and "range" in results[0].reason
         assert call(node, set_client, SetParameters.Request(parameters=[good])).results[0].successful
         values = call(node, get_client, GetParameters.Request(names=["nms_thresh", "grid_size"])).values
         assert values[0].double_value == 0.5 and values[1].integer_value == 12
