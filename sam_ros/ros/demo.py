@@ -75,7 +75,7 @@ def top_down_plot(tracks: dict[int, list[tuple[float, float]]], truth: list[list
         px, py = pts[-1]
         draw.ellipse([px - 5, py - 5, px + 5, py + 5], fill=colour)
         draw.text((px + 7, py - 6), str(track_id), fill=(0, 0, 0))
-    draw.text((4, 4), "sam_ros objects, top view (grey x: ground truth centres)", fill=(0, 0, 0))
+    draw.text((size - 330, size - 16), "sam_ros objects, top view (grey x: ground truth centres)", fill=(0, 0, 0))
     image.save(path)
 
 
