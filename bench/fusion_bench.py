@@ -124,9 +124,11 @@ def main() -> None:
     report("ground truth", evaluate(args.scenes))
     if args.pipeline:
         from sam_ros.config import SamRosConfig
+        from sam_ros.model import BUNDLED_PARAMS
         from sam_ros.pipeline import Segmenter
 
-        report("pipeline (bundled model)", evaluate(args.scenes, Segmenter(SamRosConfig(checkpoint="bundled", device="cpu"))))
+        config = SamRosConfig.from_yaml(BUNDLED_PARAMS).replace(device="cpu")
+        report("pipeline (bundled model)", evaluate(args.scenes, Segmenter(config)))
     switches, tracked = id_switches()
     print(f"identity: {switches} id switches over {tracked} objects that stay in view (3 moving sequences)")
     print("bars: centroid < 1 cm, AABB IoU > 0.7, id switches 0")
