@@ -34,8 +34,9 @@ def run_row(row: dict, args: argparse.Namespace, queue) -> None:
     from sam_ros.pipeline import Segmenter
     from sam_ros.train.evaluate import greedy_matched_iou, held_out_scene, mask_iou, object_masks
 
-    config = SamRosConfig(checkpoint=args.checkpoint, aop_checkpoint=args.aop_checkpoint, device=args.device,
-                          pred_iou_thresh=args.pred_iou_thresh, stability_thresh=args.stability_thresh, **row["config"])
+    base = SamRosConfig.from_yaml(args.params) if args.params else SamRosConfig()
+    config = base.replace(checkpoint=args.checkpoint, aop_checkpoint=args.aop_checkpoint, device=args.device,
+                          **dict(item.split("=", 1) for item in args.set), **row["config"])
     segmenter = Segmenter(config)
     scenes = [held_out_scene(args.first + i) for i in range(args.scenes)]
     segmenter.segment(scenes[0].rgb)  # warm-up
@@ -81,7 +82,7 @@ def measure(row: dict, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    from sam_ros.config import SamRosConfig
+    from sam_ros.model import BUNDLED_PARAMS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="bundled", help="model file ('bundled' = the shipped one)")
@@ -90,15 +91,19 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=0, help="index of the first held-out scene")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--pred-iou-thresh", type=float, default=SamRosConfig.pred_iou_thresh)
-    parser.add_argument("--stability-thresh", type=float, default=SamRosConfig.stability_thresh)
+    parser.add_argument("--params", help="filter thresholds, a ROS params file (default: the shipped model's "
+                        "operating point with --checkpoint bundled, else SAM's defaults)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a config field in every row (e.g. aop_conf_thresh=0.1)")
     args = parser.parse_args()
+    if args.params is None and args.checkpoint == "bundled":
+        args.params = str(BUNDLED_PARAMS)
 
     rows = [{"name": "AMG-S grid 16", "config": {"grid_size": 16}},
             {"name": "AMG-D grid 32", "config": {"grid_size": 32}},
             {"name": "AoP", "config": {"prompt_mode": "aop"}}]
     print(f"{args.scenes} held-out scenes, 640x480, model {args.checkpoint}, {args.device}, {args.threads} threads, "
-          f"pred_iou_thresh {args.pred_iou_thresh}, stability_thresh {args.stability_thresh}")
+          f"filters from {args.params or 'defaults'} {' '.join(args.set)}")
     memory = "GPU MiB" if args.device == "cuda" else "RSS MiB"
     print(f"{'':<14} {'mIoU':>6} {'R@.5':>6} {'R@.75':>6} {'prompts':>8} {'masks':>6} "
           + " ".join(f"{s[:-3]:>11}" for s in STAGES) + f" {memory:>8}")

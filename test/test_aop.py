@@ -10,7 +10,7 @@ from sam_ros.pipeline import Segmenter
 from sam_ros.prompts import EncodedImage, PromptPredictor, load_predictor, predictor_beside, save_predictor
 from sam_ros.prompts.aop import eliminate_redundant, gaussian_blur, sample_prompts
 from sam_ros.synthetic import Intrinsics, render, sample_scene
-from sam_ros.train.train_aop import fit, pcm_size, pcm_target, teacher_data
+from sam_ros.train.train_aop import fit, gaussian_map, pcm_size, teacher_data, to_cells
 
 LOOSE = dict(device="cpu", pred_iou_thresh=0.0, stability_thresh=0.0, min_area=0, nms_thresh=1.0, max_objects=1000)
 
@@ -174,27 +174,35 @@ def test_aop_mode_without_a_predictor_is_a_clear_error(model, tmp_path):
 
 def test_target_has_a_unit_peak_at_each_essential_prompt():
     encoded = encoded_for()
-    points = torch.tensor([[110.0, 50.0], [510.0, 410.0]])  # PCM cell centres
-    target = pcm_target(points, encoded, 32, sigma=2.0)
-    cells = points * (256 / 640) * (32 / 256)
+    points = torch.tensor([[110.0, 50.0], [510.0, 410.0]])  # frame pixels at PCM cell centres
+    cells = to_cells(points, encoded, 32)
+    torch.testing.assert_close(cells, points * (256 / 640) * (32 / 256))
+    target = gaussian_map(cells, 32, sigma=2.0)
     for x, y in cells.long().tolist():
         assert target[y, x] > 0.99 and target[y, x] == target[max(0, y - 2):y + 3, max(0, x - 2):x + 3].max()
     assert target.max() <= 1.0 and target[0, 31] < 1e-3
 
 
 def test_predictor_learns_the_teachers_essential_prompts(model):
-    """The dense-grid teacher labels a few scenes; a short fit must beat predicting its mean map."""
+    """The dense-grid teacher labels a few scenes; a short fit of its essential prompts halves the loss."""
     teacher = Segmenter(SamRosConfig(device="cpu", grid_size=8, pred_iou_thresh=0.0, stability_thresh=0.0,
                                      nms_thresh=0.5), model)
     images = [render(sample_scene(np.random.default_rng(i)), Intrinsics.default(160, 120)).rgb for i in range(6)]
-    data = teacher_data(teacher, images, sigma=4.0)
+    data = teacher_data(teacher, images)
     assert data.embeddings.shape == (6, TINY.prompt_embed_dim, 16, 16)
     size, upscale = pcm_size(teacher)
-    assert data.targets.shape == (6, size, size) and all(n > 0 for n in data.prompts)
+    assert data.size == size and all(len(p) > 0 and len(p) == len(c) for p, c in zip(data.prompts, data.centres))
+    valid = torch.tensor([size, size * 120 / 160])  # 160x120 frames fill the top 3/4 of the square input
+    assert all(((p >= 0) & (p <= valid)).all() and ((c >= 0) & (c <= valid)).all()
+               for p, c in zip(data.prompts, data.centres))
+    targets = data.targets(sigma=4.0)
+    assert targets.shape == (6, size, size) and torch.equal(targets, data.targets(4.0, at="prompts"))
     torch.manual_seed(0)
     predictor = PromptPredictor(TINY.prompt_embed_dim, hidden=16, upscale=upscale)
-    log = fit(predictor, data, epochs=60, lr=5e-3, batch=8, seed=0, log_every=59)
-    assert log[-1]["train_loss"] < 0.5 * log[0]["train_loss"]
+    log = fit(predictor, data.embeddings, targets, epochs=60, lr=5e-3, batch=8, seed=0, log_every=59)
+    losses = [entry["train_loss"] for entry in log if "train_loss" in entry]
+    assert losses[-1] < 0.5 * losses[0]
+    assert 0 <= log[-1]["kept_epoch"] < 60  # the weights kept are those of the best held-out epoch
 
 
 def test_greedy_matching_scores_each_object_once():

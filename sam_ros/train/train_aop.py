@@ -13,6 +13,7 @@ so embeddings are computed once and training is quick. Writes the predictor besi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from ..pipeline import Segmenter
 from ..prompts import EncodedImage, PromptPredictor, predictor_beside, save_predictor
 from ..prompts.aop import REFERENCE_CELLS
 from ..synthetic import Intrinsics, render, sample_scene
+from .evaluate import interior_point
 
 # Training scenes come from seeds below the held-out range of sam_ros.train.evaluate.
 TRAINING_SEED = 500_000
@@ -39,16 +41,20 @@ MIN_PCM_CELLS = 32
 
 @dataclass
 class TeacherData:
-    embeddings: torch.Tensor   # (N, C, h, w) frozen encoder output
-    targets: torch.Tensor      # (N, S, S) prompt-confidence targets in [0, 1]
-    prompts: list[int]         # essential prompts per image
+    """What the dense-grid teacher says about each image, in PCM cells over the padded model input."""
+
+    embeddings: torch.Tensor      # (N, C, h, w) frozen encoder output
+    prompts: list[torch.Tensor]   # per image (k, 2): the essential prompts (x, y)
+    centres: list[torch.Tensor]   # per image (k, 2): the deepest point inside each essential prompt's mask
+    size: int                     # PCM cells per side
+
+    def targets(self, sigma: float, at: str = "prompts") -> torch.Tensor:
+        """(N, S, S) prompt-confidence targets: Gaussians at the prompts (or their masks' centres)."""
+        return torch.stack([gaussian_map(points, self.size, sigma) for points in getattr(self, at)])
 
 
-def pcm_target(points: torch.Tensor, encoded: EncodedImage, size: int, sigma: float) -> torch.Tensor:
-    """(size, size) map with a unit Gaussian at each point (frame pixels); sigma in 64-grid cells."""
-    side = encoded.image.shape[-1]
-    (h_in, w_in), (height, width) = encoded.input_size, encoded.original_size
-    cells = points.float().cpu() * torch.tensor([w_in / width, h_in / height]) * (size / side)
+def gaussian_map(cells: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """(size, size) map with a unit Gaussian at each point (x, y in cells); sigma in 64-grid cells."""
     centres = torch.arange(size, dtype=torch.float32) + 0.5
     sigma_cells = sigma * size / REFERENCE_CELLS
     target = torch.zeros(size, size)
@@ -59,6 +65,13 @@ def pcm_target(points: torch.Tensor, encoded: EncodedImage, size: int, sigma: fl
     return target
 
 
+def to_cells(points: torch.Tensor, encoded: EncodedImage, size: int) -> torch.Tensor:
+    """Frame pixels (x, y) -> cells of a size x size map over the padded model input."""
+    side = encoded.image.shape[-1]
+    (h_in, w_in), (height, width) = encoded.input_size, encoded.original_size
+    return points.float().cpu().reshape(-1, 2) * torch.tensor([w_in / width, h_in / height]) * (size / side)
+
+
 def pcm_size(segmenter: Segmenter) -> tuple[int, int]:
     """(cells per side, upscale factor) of the PCM for this model's embedding grid."""
     cells = segmenter.model.prompt_encoder.image_embedding_size[0]
@@ -67,18 +80,18 @@ def pcm_size(segmenter: Segmenter) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def teacher_data(teacher: Segmenter, images: Iterable[np.ndarray], sigma: float, total: int | None = None
-                 ) -> TeacherData:
-    """Embeddings and PCM targets from the dense-grid teacher (``teacher.config`` sets grid and filters)."""
+def teacher_data(teacher: Segmenter, images: Iterable[np.ndarray], total: int | None = None) -> TeacherData:
+    """Embeddings and essential prompts from the dense-grid teacher (``teacher.config``: grid and filters)."""
     size, _ = pcm_size(teacher)
-    embeddings, targets, prompts = [], [], []
+    embeddings, prompts, centres = [], [], []
     for rgb in tqdm(images, total=total, desc="teacher", unit="image"):
         encoded = teacher.encode(rgb)
-        essential = teacher.segment_encoded(encoded).points
+        result = teacher.segment_encoded(encoded)
         embeddings.append(encoded.embedding[0].float().cpu())
-        targets.append(pcm_target(essential, encoded, size, sigma))
-        prompts.append(len(essential))
-    return TeacherData(torch.stack(embeddings), torch.stack(targets), prompts)
+        prompts.append(to_cells(result.points, encoded, size))
+        interior = torch.tensor([interior_point(mask) for mask in result.masks.cpu().numpy()])
+        centres.append(to_cells(interior, encoded, size))
+    return TeacherData(torch.stack(embeddings), prompts, centres, size)
 
 
 def predictor_loss(logits: torch.Tensor, target: torch.Tensor, peak_weight: float = 20.0) -> torch.Tensor:
@@ -86,32 +99,37 @@ def predictor_loss(logits: torch.Tensor, target: torch.Tensor, peak_weight: floa
     return ((logits.sigmoid() - target) ** 2 * (1 + peak_weight * target)).mean()
 
 
-def fit(predictor: PromptPredictor, data: TeacherData, epochs: int, lr: float, batch: int, seed: int,
-        log_every: int = 50) -> list[dict]:
-    """Adam over the cached embeddings; the last 10% of images are held out for the logged validation loss."""
+def fit(predictor: PromptPredictor, embeddings: torch.Tensor, targets: torch.Tensor, epochs: int, lr: float,
+        batch: int, seed: int, weight_decay: float = 1e-2, log_every: int = 10) -> list[dict]:
+    """AdamW over the cached embeddings; the last 10% of images are held out, and the weights with the
+    lowest held-out loss are the ones kept (a few hundred images are quickly memorised)."""
     generator = torch.Generator().manual_seed(seed)
-    count = len(data.targets)
+    count = len(targets)
     held = max(1, count // 10) if count > 1 else 0
     train_idx, val_idx = torch.arange(count - held), torch.arange(count - held, count)
-    optimizer = torch.optim.Adam(predictor.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(predictor.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs))
-    log = []
+    log, best = [], (float("inf"), None)
     for epoch in range(epochs):
         predictor.train()
         for chunk in train_idx[torch.randperm(len(train_idx), generator=generator)].split(batch):
-            loss = predictor_loss(predictor(data.embeddings[chunk])[:, 0], data.targets[chunk])
+            loss = predictor_loss(predictor(embeddings[chunk])[:, 0], targets[chunk])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         schedule.step()
+        predictor.eval()
+        with torch.no_grad():
+            val = (predictor_loss(predictor(embeddings[val_idx])[:, 0], targets[val_idx]).item()
+                   if held else loss.item())
+        if val < best[0]:
+            best = (val, {k: v.clone() for k, v in predictor.state_dict().items()}, epoch)
         if epoch % log_every == 0 or epoch == epochs - 1:
-            predictor.eval()
-            with torch.no_grad():
-                val = (predictor_loss(predictor(data.embeddings[val_idx])[:, 0], data.targets[val_idx]).item()
-                       if held else float("nan"))
             entry = {"epoch": epoch, "train_loss": round(loss.item(), 5), "val_loss": round(val, 5)}
             log.append(entry)
             print(json.dumps(entry), flush=True)
+    predictor.load_state_dict(best[1])
+    log.append({"kept_epoch": best[2], "val_loss": round(best[0], 5)})
     return log
 
 
@@ -140,7 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="YAML whose filters the teacher uses (e.g. config/sam_ros.yaml)")
     parser.add_argument("--teacher-grid", type=int, default=32, help="dense grid of the teacher")
     parser.add_argument("--sigma", type=float, default=2.0, help="target Gaussian sigma, 64-grid cells")
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--target", choices=("prompts", "centres"), default="prompts",
+                        help="Gaussians at the essential grid prompts, or at the centres of their masks")
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--cache", type=Path, help="teacher data file: written after the teacher pass, read "
+                        "instead of it when present (to retrain the predictor without rerunning the teacher)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--hidden", type=int, default=64, help="predictor channels")
@@ -158,21 +180,28 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or predictor_beside(model_file)
     teacher = Segmenter(config)
     start = time.time()
-    if args.images:
-        total, images = folder_images(args.images)
+    if args.cache and args.cache.is_file():
+        data = TeacherData(**torch.load(args.cache, weights_only=True))
+        total = len(data.embeddings)
     else:
-        total, images = args.scenes, synthetic_images(args.scenes, args.seed)
-    data = teacher_data(teacher, images, args.sigma, total)
+        if args.images:
+            total, images = folder_images(args.images)
+        else:
+            total, images = args.scenes, synthetic_images(args.scenes, args.seed)
+        data = teacher_data(teacher, images, total)
+        if args.cache:
+            torch.save(dataclasses.asdict(data), args.cache)
     teacher_minutes = (time.time() - start) / 60
     size, upscale = pcm_size(teacher)
     predictor = PromptPredictor(data.embeddings.shape[1], args.hidden, upscale)
-    log = fit(predictor, data, args.epochs, args.lr, args.batch, args.seed)
+    log = fit(predictor, data.embeddings, data.targets(args.sigma, args.target), args.epochs, args.lr, args.batch,
+              args.seed)
     report = {"model": model_file.name, "images": total, "source": str(args.images or "synthetic"),
               "teacher_grid": args.teacher_grid, "teacher_filters": {"pred_iou_thresh": config.pred_iou_thresh,
                                                                      "stability_thresh": config.stability_thresh,
                                                                      "nms_thresh": config.nms_thresh},
-              "essential_prompts_per_image": round(float(np.mean(data.prompts)), 2), "pcm_cells": size,
-              "sigma": args.sigma, "epochs": args.epochs, "seed": args.seed,
+              "essential_prompts_per_image": round(float(np.mean([len(p) for p in data.prompts])), 2),
+              "pcm_cells": size, "sigma": args.sigma, "target": args.target, "epochs": args.epochs, "seed": args.seed,
               "teacher_minutes": round(teacher_minutes, 2),
               "minutes": round((time.time() - start) / 60, 2), "final": log[-1]}
     save_predictor(out, predictor.cpu().eval(), training=report)
