@@ -93,27 +93,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--params", help="filter thresholds, a ROS params file (default: the shipped model's "
                         "operating point with --checkpoint bundled, else SAM's defaults)")
+    parser.add_argument("--rows", nargs="+", choices=("grid16", "grid32", "aop"), default=["grid16", "grid32", "aop"],
+                        help="which rows (the bar needs all three)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a config field in every row (e.g. aop_conf_thresh=0.1)")
     args = parser.parse_args()
     if args.params is None and args.checkpoint == "bundled":
         args.params = str(BUNDLED_PARAMS)
 
-    rows = [{"name": "AMG-S grid 16", "config": {"grid_size": 16}},
-            {"name": "AMG-D grid 32", "config": {"grid_size": 32}},
-            {"name": "AoP", "config": {"prompt_mode": "aop"}}]
+    rows = {"grid16": {"name": "AMG-S grid 16", "config": {"grid_size": 16}},
+            "grid32": {"name": "AMG-D grid 32", "config": {"grid_size": 32}},
+            "aop": {"name": "AoP", "config": {"prompt_mode": "aop"}}}
     print(f"{args.scenes} held-out scenes, 640x480, model {args.checkpoint}, {args.device}, {args.threads} threads, "
           f"filters from {args.params or 'defaults'} {' '.join(args.set)}")
     memory = "GPU MiB" if args.device == "cuda" else "RSS MiB"
     print(f"{'':<14} {'mIoU':>6} {'R@.5':>6} {'R@.75':>6} {'prompts':>8} {'masks':>6} "
           + " ".join(f"{s[:-3]:>11}" for s in STAGES) + f" {memory:>8}")
     results = []
-    for row in rows:
-        r = measure(row, args)
+    for name in args.rows:
+        r = measure(rows[name], args)
         results.append(r)
         print(f"{r['name']:<14} {100 * r['miou']:>6.1f} {r['recall_50']:>6.3f} {r['recall_75']:>6.3f} "
               f"{r['prompts']:>8.1f} {r['masks']:>6.1f} " + " ".join(f"{r[s]:>11.1f}" for s in STAGES)
               + f" {r['peak_mb']:>8.0f}", flush=True)
+    if len(results) < 3:
+        return
     sparse, dense, aop = results
     bars = {"miou_within_2_points_of_AMG-D": aop["miou"] >= dense["miou"] - 0.02,
             "decode_at_most_half_of_AMG-S": aop["decode_ms"] <= 0.5 * sparse["decode_ms"],

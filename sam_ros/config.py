@@ -7,6 +7,7 @@ map onto the same fields and are validated by the same code.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -46,9 +47,12 @@ class SamRosConfig:
                                     low=0.0, high=1.0, dynamic=True)
     aop_spacing: float = _param(6.0, "AoP: minimum distance between prompts, in cells of a 64-cell grid over "
                                 "the image (paper's spacing factor)", low=0.0, high=64.0, dynamic=True)
-    aop_elim_thresh: float = _param(1.3, "AoP: a prompt on an already segmented object is not decoded when its "
+    aop_elim_thresh: float = _param(1.0, "AoP: a grid point on an already segmented object is not decoded when its "
                                     "similarity exceeds this times the mean similarity (lower drops more)",
                                     low=0.0, high=5.0, dynamic=True)
+    aop_fill_grid: int = _param(16, "AoP: points per side of the grid checked after the predicted prompts; points "
+                                "not on an object already segmented are decoded too (0 = predicted prompts only)",
+                                low=0, high=64, dynamic=True)
 
     # --- mask filtering --------------------------------------------------------------------
     pred_iou_thresh: float = _param(0.88, "Drop masks whose predicted IoU is below this",
@@ -154,6 +158,20 @@ def fields_info() -> Iterator[FieldInfo]:
         meta = f.metadata
         yield FieldInfo(f.name, _field_type(f), f.default, meta["description"], meta["low"],
                         meta["high"], meta["choices"], meta["dynamic"])
+
+
+def params_file_text(node_name: str = "sam_node") -> str:
+    """``config/sam_ros.yaml``: every field with its default, description and range, as a ROS params file."""
+    lines = ["# sam_ros node parameters (ros2 run/launch ... --ros-args --params-file config/sam_ros.yaml).",
+             "# Every field of sam_ros.config.SamRosConfig; ranges are enforced by the node. "
+             "(dynamic) = settable at run time.", f"{node_name}:", "  ros__parameters:"]
+    for info in fields_info():
+        bounds = (f" [{'|'.join(info.choices)}]" if info.choices else
+                  f" [{info.low} .. {info.high}]" if info.low is not None else "")
+        value = json.dumps(info.default) if not isinstance(info.default, bool) else str(info.default).lower()
+        lines += [f"    # {info.description}{bounds}{' (dynamic)' if info.dynamic else ''}",
+                  f"    {info.name}: {value}"]
+    return "\n".join(lines) + "\n"
 
 
 def coerce(name: str, value: Any) -> Any:

@@ -108,7 +108,7 @@ class Segmenter:
         if config.prompt_mode == "grid":
             return GridPrompts(config.grid_size)
         return AoPPrompts(self._prompt_predictor(config), config.aop_smoothing, config.aop_conf_thresh,
-                          config.aop_spacing, config.aop_elim_thresh, config.mask_threshold)
+                          config.aop_spacing, config.aop_elim_thresh, config.aop_fill_grid, config.mask_threshold)
 
     def _prompt_predictor(self, config: SamRosConfig) -> PromptPredictor:
         """The AoP predictor, loaded on first use and checked against the model's embedding size."""

@@ -71,3 +71,5 @@ def test_shipped_params_file_lists_every_field_with_its_default():
     params = yaml.safe_load(path.read_text())["sam_node"]["ros__parameters"]
     assert sorted(params) == sorted(field_names())
     assert SamRosConfig.from_yaml(path) == SamRosConfig()
+    from sam_ros.config import params_file_text
+    assert path.read_text() == params_file_text(), "regenerate with sam_ros.config.params_file_text()"

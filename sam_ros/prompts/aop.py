@@ -4,11 +4,12 @@
    (PCM) over the padded model input: where a point prompt would yield a good, distinct mask.
 2. Coarse sampling (``sample_prompts``): Gaussian smoothing, local maxima above a confidence
    threshold, at least a minimum spacing apart, mapped back to frame pixels.
-3. Fine filtering (``eliminate_redundant``): the most confident half is decoded first; its masks
-   make a prompt-elimination map (cosine similarity of each embedding cell to the mean embedding of
-   the accepted mask covering it), and a remaining candidate whose similarity exceeds an adaptive
-   threshold (``elim_thresh`` times the map's mean over the image) lies on an object already
-   segmented and is not decoded. The survivors are decoded in a second batch.
+3. Fine filtering (``eliminate_redundant``): the predicted prompts are decoded first; their masks make
+   a prompt-elimination map (PEM: cosine similarity of each embedding cell to the mean embedding of
+   the accepted mask covering it, 0 where none does). The points of a coarse grid (``fill_grid``) are
+   the second batch's candidates: one whose PEM exceeds an adaptive threshold (``elim_thresh`` times
+   the PEM's mean over the frame) lies on an object already segmented and is not decoded. What the
+   predictor missed is still found, at the cost of a few prompts, not of a whole grid.
 
 Smoothing and spacing are in cells of a 64-cell grid over the model input (MobileSAM's embedding
 grid, where the paper's factors apply), whatever the PCM's own resolution, so the same parameter
@@ -25,6 +26,7 @@ from torch.nn import functional as F
 
 from ..filters import greedy_keep
 from .base import EncodedImage, PromptStrategy
+from .grid import build_point_grid
 
 REFERENCE_CELLS = 64  # the grid the smoothing and spacing factors are expressed in
 
@@ -174,10 +176,11 @@ class AoPPrompts(PromptStrategy):
     """Prompts where a trained predictor expects distinct objects; redundant ones are never decoded."""
 
     def __init__(self, predictor: PromptPredictor, smoothing: float = 2.0, conf_thresh: float = 0.2,
-                 spacing: float = 6.0, elim_thresh: float = 1.3, mask_threshold: float = 0.0) -> None:
+                 spacing: float = 6.0, elim_thresh: float = 1.0, fill_grid: int = 16,
+                 mask_threshold: float = 0.0) -> None:
         self.predictor = predictor
         self.smoothing, self.conf_thresh, self.spacing = smoothing, conf_thresh, spacing
-        self.elim_thresh, self.mask_threshold = elim_thresh, mask_threshold
+        self.elim_thresh, self.fill_grid, self.mask_threshold = elim_thresh, fill_grid, mask_threshold
 
     @torch.inference_mode()
     def confidence_map(self, encoded: EncodedImage) -> torch.Tensor:
@@ -187,12 +190,13 @@ class AoPPrompts(PromptStrategy):
     def propose(self, encoded: EncodedImage, decode):
         points, _ = sample_prompts(self.confidence_map(encoded), encoded, self.smoothing, self.conf_thresh,
                                    self.spacing)
-        if len(points) <= 1:
-            return decode(points)
-        first = (len(points) + 1) // 2
-        reference = decode(points[:first])
-        rest = points[first:]
-        rest = rest[eliminate_redundant(rest, reference.logits, encoded, self.elim_thresh, self.mask_threshold)]
+        reference = decode(points)
+        if not self.fill_grid:
+            return reference
+        height, width = encoded.original_size
+        scale = torch.tensor([width, height], dtype=torch.float64)
+        grid = (build_point_grid(self.fill_grid) * scale).float().to(reference.logits.device)
+        rest = grid[eliminate_redundant(grid, reference.logits, encoded, self.elim_thresh, self.mask_threshold)]
         if len(rest) == 0:
             return reference
         from ..decode import MaskBatch  # here: sam_ros.decode imports this package
