@@ -5,7 +5,7 @@ import torch
 from scipy import ndimage
 
 from sam_ros.config import SamRosConfig
-from sam_ros.model import TINY, build_sam
+from sam_ros.model import BUNDLED_PARAMS, TINY, build_sam
 from sam_ros.pipeline import Segmenter
 from sam_ros.prompts import EncodedImage, PromptPredictor, load_predictor, predictor_beside, save_predictor
 from sam_ros.prompts.aop import eliminate_redundant, gaussian_blur, sample_prompts
@@ -190,10 +190,10 @@ def test_target_has_a_unit_peak_at_each_essential_prompt():
     assert target.max() <= 1.0 and target[0, 31] < 1e-3
 
 
-def test_predictor_learns_the_teachers_essential_prompts(model):
-    """The dense-grid teacher labels a few scenes; a short fit of its essential prompts halves the loss."""
-    teacher = Segmenter(SamRosConfig(device="cpu", grid_size=8, pred_iou_thresh=0.0, stability_thresh=0.0,
-                                     nms_thresh=0.5), model)
+def test_predictor_learns_the_teachers_essential_prompts():
+    """The shipped model, as a dense-grid teacher, labels a few scenes; a short fit of its essential prompts
+    halves the loss."""
+    teacher = Segmenter(SamRosConfig.from_yaml(BUNDLED_PARAMS).replace(device="cpu", grid_size=8, min_area=0))
     images = [render(sample_scene(np.random.default_rng(i)), Intrinsics.default(160, 120)).rgb for i in range(6)]
     data = teacher_data(teacher, images)
     assert data.embeddings.shape == (6, TINY.prompt_embed_dim, 16, 16)

@@ -25,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from ..config import SamRosConfig
-from ..model import BUNDLED_PARAMS, TINY, Sam, build_sam, save_checkpoint
+from ..model import BUNDLED_PARAMS, TINY, Sam, build_sam, load_sam, save_checkpoint
 from .data import Sample, make_sample
 from .evaluate import evaluate
 
@@ -122,6 +122,14 @@ def train(model: Sam, rng: np.random.Generator, steps: int, batch: int, prompts:
     return done, log
 
 
+def init_record(path: str | None) -> dict | None:
+    """What a fine-tuning run started from: the file and that file's own training record."""
+    if not path:
+        return None
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    return {"file": Path(path).name, "training": stored.get("training")}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="checkpoint file; its JSON report goes beside it")
@@ -134,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (training data is rendered on the CPU)")
     parser.add_argument("--log-every", type=int, default=100, help="steps between log lines")
+    parser.add_argument("--init", help="start from this checkpoint's weights (fine-tuning) instead of from scratch")
     parser.add_argument("--eval-scenes", type=int, default=30, help="held-out 640x480 scenes in the report")
     parser.add_argument("--eval-params", type=Path, default=BUNDLED_PARAMS,
                         help="filter thresholds of the report's grid pipeline (the shipped model's operating point)")
@@ -141,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    model = build_sam(TINY).to(args.device)
+    model = load_sam(args.init)[0] if args.init else build_sam(TINY)
+    model = model.float().to(args.device)
     start = time.time()
     steps, log = train(model, np.random.default_rng(args.seed), args.steps, args.batch, args.prompts, args.lr,
                        args.minutes * 60, args.log_every)
@@ -149,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     model = model.cpu().eval()
     training = {"steps": steps, "scheduled_steps": args.steps, "ended_by": "steps" if steps == args.steps else "time", "batch": args.batch, "prompts": args.prompts,
                 "lr": args.lr, "seed": args.seed, "minutes": round(minutes, 1), "device": args.device,
-                "threads": args.threads, "torch": str(torch.__version__)}
+                "threads": args.threads, "torch": str(torch.__version__),
+                "init": init_record(args.init)}
     eval_config = SamRosConfig.from_yaml(args.eval_params).replace(checkpoint="", device="cpu", dtype="float32")
     evaluation = evaluate(model, scenes=args.eval_scenes, config=eval_config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
