@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import resource
 import statistics
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from isolated import in_own_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -71,16 +71,6 @@ def run_row(row: dict, args: argparse.Namespace, queue) -> None:
     })
 
 
-def measure(row: dict, args: argparse.Namespace) -> dict:
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=run_row, args=(row, args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     from sam_ros.model import BUNDLED_PARAMS
 
@@ -111,7 +101,7 @@ def main() -> None:
           + " ".join(f"{s[:-3]:>11}" for s in STAGES) + f" {memory:>8}")
     results = []
     for name in args.rows:
-        r = measure(rows[name], args)
+        r = in_own_process(run_row, rows[name], args)
         results.append(r)
         print(f"{r['name']:<14} {100 * r['miou']:>6.1f} {r['recall_50']:>6.3f} {r['recall_75']:>6.3f} "
               f"{r['prompts']:>8.1f} {r['masks']:>6.1f} " + " ".join(f"{r[s]:>11.1f}" for s in STAGES)

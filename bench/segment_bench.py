@@ -14,7 +14,6 @@ masks kept.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import statistics
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from isolated import in_own_process
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))
@@ -75,16 +75,6 @@ def run(method: str, grid: int, device: str, dtype: str, repeats: int, threads: 
     queue.put((statistics.median(times), peak_mb, count))
 
 
-def measure(*args) -> tuple[float, float, int]:
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=run, args=(*args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--grids", type=int, nargs="+", default=[16, 32])
@@ -104,10 +94,11 @@ def main() -> None:
     print(f"{'grid':>4} {'method':<22} {'latency s':>10} {'speed-up':>9} {memory:>13} {'masks':>6}")
     for grid in args.grids:
         thresholds = (args.pred_iou_thresh, args.stability_thresh)
-        ref_s, ref_mb, ref_n = measure("reference", grid, args.device, "float32", args.repeats, args.threads, *thresholds)
+        ref_s, ref_mb, ref_n = in_own_process(run, "reference", grid, args.device, "float32", args.repeats,
+                                              args.threads, *thresholds)
         print(f"{grid:>4} {'reference AMG fp32':<22} {ref_s:>10.3f} {1.0:>9.2f} {ref_mb:>13.0f} {ref_n:>6}", flush=True)
         for dtype in dtypes:
-            ours_s, ours_mb, ours_n = measure("sam_ros", grid, args.device, dtype, args.repeats, args.threads,
+            ours_s, ours_mb, ours_n = in_own_process(run, "sam_ros", grid, args.device, dtype, args.repeats, args.threads,
                                               *thresholds)
             fps = f"  ({1 / ours_s:.1f} FPS)" if args.device == "cuda" else ""
             print(f"{grid:>4} {'sam_ros ' + dtype:<22} {ours_s:>10.3f} {ref_s / ours_s:>9.2f} {ours_mb:>13.0f} "

@@ -5,7 +5,7 @@ import torch
 from scipy import ndimage
 
 from sam_ros.config import SamRosConfig
-from sam_ros.model import BUNDLED_PARAMS, TINY, build_sam
+from sam_ros.model import BUNDLED_PARAMS, TINY
 from sam_ros.pipeline import Segmenter
 from sam_ros.prompts import EncodedImage, PromptPredictor, load_predictor, predictor_beside, save_predictor
 from sam_ros.prompts.aop import eliminate_redundant, gaussian_blur, sample_prompts
@@ -108,17 +108,6 @@ def test_predictor_file_round_trip_and_errors(tmp_path):
     with pytest.raises(ValueError, match="not an AoP prompt predictor"):
         load_predictor(tmp_path / "foreign.pt")
     assert predictor_beside("/models/mobile_sam.pt").name == "mobile_sam_aop.pt"
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_sam(TINY)
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return render(sample_scene(np.random.default_rng(2)), Intrinsics.default(160, 120)).rgb
 
 
 def constant_predictor(channels: int, logit: float) -> PromptPredictor:

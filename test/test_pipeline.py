@@ -4,28 +4,11 @@ import torch
 
 from sam_ros.config import SamRosConfig
 from sam_ros.decode import bytes_per_prompt
-from sam_ros.model import TINY, build_sam
 from sam_ros.pipeline import Segmenter, resolve_device
 from sam_ros.camera import PinholeCamera
-from sam_ros.synthetic import Intrinsics, render, sample_scene, to_16uc1_mm
+from sam_ros.synthetic import to_16uc1_mm
 
 LOOSE = dict(device="cpu", pred_iou_thresh=0.0, stability_thresh=0.0, min_area=0, nms_thresh=1.0, max_objects=1000)
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_sam(TINY)
-
-
-@pytest.fixture(scope="module")
-def scene():
-    return render(sample_scene(np.random.default_rng(2)), Intrinsics.default(160, 120))
-
-
-@pytest.fixture(scope="module")
-def frame(scene):
-    return scene.rgb
 
 
 def test_chunked_decoding_gives_the_same_masks_as_one_batch(model, frame):
