@@ -1,6 +1,8 @@
 """Train the small model of MobileSAM's architecture on synthetic RGB-D scenes, from scratch.
 
-    python -m sam_ros.train.train_sam --out sam_ros/data/sam_ros_tiny.pt --steps 5000 --seed 0
+    python -m sam_ros.train.train_sam --out base.pt --steps 5000 --seed 0          # 37.6 min on 2 CPU cores
+    python -m sam_ros.train.train_sam --init base.pt --out sam_ros/data/sam_ros_tiny.pt \
+        --steps 1500 --lr 5e-4 --seed 1                                             # + 12.5 min: the shipped file
 
 SAM's recipe, reduced: point prompts inside ground-truth segments, three masks per prompt, a mask
 loss on the best of the three, and MSE between predicted and actual IoU so that
