@@ -41,12 +41,6 @@ def bytes_per_prompt(model: Sam, embedding: torch.Tensor) -> int:
     return 6 * embedding.element_size() * c * h * w
 
 
-def to_model_coords(points: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
-    """Frame pixels -> pixels of the resized model input (segment-anything's apply_coords)."""
-    (h_in, w_in), (h, w) = encoded.input_size, encoded.original_size
-    return points * points.new_tensor([w_in / w, h_in / h])
-
-
 @torch.inference_mode()
 def decode_points(model: Sam, encoded: EncodedImage, points: torch.Tensor, *, pred_iou_thresh: float,
                   stability_thresh: float, stability_offset: float, mask_threshold: float,
@@ -69,7 +63,7 @@ def decode_points(model: Sam, encoded: EncodedImage, points: torch.Tensor, *, pr
     batches = []
     for start in range(0, points.shape[0], chunk):
         part = points[start:start + chunk]
-        coords = to_model_coords(part, encoded)[:, None, :]
+        coords = encoded.to_input(part)[:, None, :]
         labels = torch.ones(coords.shape[:2], device=device, dtype=torch.int64)
         sparse = encoder.embed_points(coords, labels).to(encoded.embedding.dtype)
         decoded = decoder.decode_tokens(encoded.embedding, dense_pe, sparse, no_mask)

@@ -4,7 +4,7 @@ import reference  # noqa: F401  (puts the torchvision stand-in on the path)
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from sam_ros.decode import bytes_per_prompt, decode_points, to_model_coords, valid_region
+from sam_ros.decode import bytes_per_prompt, decode_points, valid_region
 from sam_ros.filters import stability_score
 from sam_ros.model import TINY, build_sam
 from sam_ros.prompts import EncodedImage
@@ -44,7 +44,7 @@ def test_dropping_before_upscaling_equals_filtering_all_masks(model, encoded, po
     """The early exit must not change any surviving mask: compare with decoding everything, then filtering."""
     iou_thresh, stability_thresh = 0.0, 0.9
     with torch.inference_mode():
-        coords = to_model_coords(points, encoded)[:, None, :]
+        coords = encoded.to_input(points)[:, None, :]
         sparse = model.prompt_encoder.embed_points(coords, torch.ones(12, 1, dtype=torch.int64))
         all_masks, all_iou = model.mask_decoder(encoded.embedding, model.prompt_encoder.get_dense_pe(), sparse,
                                                 model.prompt_encoder.dense_no_mask(), multimask_output=True)
@@ -116,4 +116,5 @@ def test_points_map_to_the_model_input_like_the_reference(size):
     encoded = EncodedImage(torch.zeros(1, 1, 1, 1), torch.zeros(1), size, (h_in, w_in))
     pts = np.random.RandomState(0).rand(20, 2) * np.array([size[1], size[0]])
     expected = transform.apply_coords(pts.copy(), size)
-    assert np.allclose(to_model_coords(torch.from_numpy(pts), encoded).numpy(), expected)
+    assert np.allclose(encoded.to_input(torch.from_numpy(pts)).numpy(), expected)
+    assert np.allclose(encoded.to_frame(encoded.to_input(torch.from_numpy(pts))).numpy(), pts)

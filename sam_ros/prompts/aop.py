@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from ..filters import greedy_keep
 from .base import EncodedImage, PromptStrategy
-from .grid import build_point_grid
+from .grid import GridPrompts
 
 REFERENCE_CELLS = 64  # the grid the smoothing and spacing factors are expressed in
 
@@ -125,9 +125,8 @@ def sample_prompts(pcm: torch.Tensor, encoded: EncodedImage, smoothing: float, c
         keep = greedy_keep(torch.cdist(centres, centres) < spacing * cells)
         centres, confidence = centres[keep], confidence[keep]
     # PCM cells -> model-input pixels -> frame pixels (inside the frame).
-    side = encoded.image.shape[-1]
-    (h_in, w_in), (height, width) = encoded.input_size, encoded.original_size
-    points = centres * (side / size) * centres.new_tensor([width / w_in, height / h_in])
+    height, width = encoded.original_size
+    points = encoded.to_frame(centres * (encoded.image.shape[-1] / size))
     points = torch.minimum(points, points.new_tensor([width - 0.5, height - 0.5]))
     return points, confidence
 
@@ -163,10 +162,7 @@ def eliminate_redundant(candidates: torch.Tensor, reference_logits: torch.Tensor
     pem = torch.where(coverage, similarity, similarity.new_zeros(())).amax(0).clamp(min=0)
     rows, cols = valid_cells(h, encoded)
     threshold = elim_thresh * pem[:rows, :cols].mean()
-    # Candidate frame pixels -> embedding cells.
-    side = encoded.image.shape[-1]
-    (h_in, w_in), (height, width) = encoded.input_size, encoded.original_size
-    cells = candidates.float() * candidates.new_tensor([w_in / width, h_in / height]) * (h / side)
+    cells = encoded.to_input(candidates.float()) * (h / encoded.image.shape[-1])  # frame pixels -> embedding cells
     cx = cells[:, 0].long().clamp(0, w - 1)
     cy = cells[:, 1].long().clamp(0, h - 1)
     return ~(pem[cy, cx] > threshold)
@@ -193,9 +189,7 @@ class AoPPrompts(PromptStrategy):
         reference = decode(points)
         if not self.fill_grid:
             return reference
-        height, width = encoded.original_size
-        scale = torch.tensor([width, height], dtype=torch.float64)
-        grid = (build_point_grid(self.fill_grid) * scale).float().to(reference.logits.device)
+        grid = GridPrompts(self.fill_grid).points(encoded)
         rest = grid[eliminate_redundant(grid, reference.logits, encoded, self.elim_thresh, self.mask_threshold)]
         if len(rest) == 0:
             return reference

@@ -25,6 +25,16 @@ class EncodedImage:
     original_size: tuple[int, int]     # (H, W) of the camera frame
     input_size: tuple[int, int]        # (h, w) of the resized frame inside the S x S square
 
+    def to_input(self, points: torch.Tensor) -> torch.Tensor:
+        """Frame pixels (x, y) -> pixels of the resized model input (segment-anything's apply_coords)."""
+        (h_in, w_in), (h, w) = self.input_size, self.original_size
+        return points * points.new_tensor([w_in / w, h_in / h])
+
+    def to_frame(self, points: torch.Tensor) -> torch.Tensor:
+        """Pixels of the resized model input (x, y) -> frame pixels."""
+        (h_in, w_in), (h, w) = self.input_size, self.original_size
+        return points * points.new_tensor([w / w_in, h / h_in])
+
 
 class PromptStrategy(ABC):
     @abstractmethod

@@ -20,7 +20,11 @@ class GridPrompts(PromptStrategy):
             raise ValueError(f"grid size must be >= 1, got {n_per_side}")
         self.unit_points = build_point_grid(n_per_side)
 
-    def propose(self, encoded: EncodedImage, decode):
+    def points(self, encoded: EncodedImage) -> torch.Tensor:
+        """The grid in frame pixels (x, y), on the embedding's device."""
         height, width = encoded.original_size
         scale = torch.tensor([width, height], dtype=torch.float64)
-        return decode((self.unit_points * scale).float())
+        return (self.unit_points * scale).float().to(encoded.embedding.device)
+
+    def propose(self, encoded: EncodedImage, decode):
+        return decode(self.points(encoded))

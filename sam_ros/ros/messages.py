@@ -20,6 +20,11 @@ from ..transforms import TransformBuffer
 from ..visualize import id_colours
 
 
+def stamp_ns(msg) -> int:
+    """A stamped message's (or TransformStamped's) header stamp in integer nanoseconds."""
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
 def mask_array(header: Header, result: SegmentationResult, ids: list[int]) -> MaskArray:
     height, width = result.masks.shape[1:]
     msg = MaskArray(header=header, height=int(height), width=int(width))
@@ -99,6 +104,5 @@ def diagnostics(header: Header, name: str, level: bytes, message: str, values: d
 def add_transform(buffer: TransformBuffer, msg, static: bool) -> None:
     """One geometry_msgs/TransformStamped into the core's transform buffer."""
     t, r = msg.transform.translation, msg.transform.rotation
-    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-    buffer.set_transform(msg.header.frame_id, msg.child_frame_id, stamp,
+    buffer.set_transform(msg.header.frame_id, msg.child_frame_id, stamp_ns(msg),
                          (t.x, t.y, t.z), (r.x, r.y, r.z, r.w), static)

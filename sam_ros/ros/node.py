@@ -34,13 +34,10 @@ from ..sync import ApproximateTimeSynchronizer, LatestSlot
 from ..transforms import TransformBuffer, TransformUnavailable
 from ..visualize import overlay
 from . import messages
+from .messages import stamp_ns
 
 UP_IN_OPTICAL_FRAME = np.array([0.0, -1.0, 0.0])  # REP 103: y points down in a camera optical frame
 MARKER_LIFETIME_S = 1.0
-
-
-def stamp_ns(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 class SamNode(Node):

@@ -67,9 +67,7 @@ def gaussian_map(cells: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
 
 def to_cells(points: torch.Tensor, encoded: EncodedImage, size: int) -> torch.Tensor:
     """Frame pixels (x, y) -> cells of a size x size map over the padded model input."""
-    side = encoded.image.shape[-1]
-    (h_in, w_in), (height, width) = encoded.input_size, encoded.original_size
-    return points.float().cpu().reshape(-1, 2) * torch.tensor([w_in / width, h_in / height]) * (size / side)
+    return encoded.to_input(points.float().cpu().reshape(-1, 2)) * (size / encoded.image.shape[-1])
 
 
 def pcm_size(segmenter: Segmenter) -> tuple[int, int]:
