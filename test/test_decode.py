@@ -89,9 +89,9 @@ def test_hopeless_prompts_are_never_upscaled(model, encoded, points, monkeypatch
     upscaled = []
     upscale_masks = model.mask_decoder.upscale_masks
 
-    def counted(decoded, prompt_index, token_index):
+    def counted(decoded, prompt_index, token_index, prompts_per_pass=None):
         upscaled.append(len(prompt_index))
-        return upscale_masks(decoded, prompt_index, token_index)
+        return upscale_masks(decoded, prompt_index, token_index, prompts_per_pass)
 
     monkeypatch.setattr(model.mask_decoder, "upscale_masks", counted)
     batch = decode_points(model, encoded, points, pred_iou_thresh=0.0, stability_thresh=0.0, max_memory_mb=1024,

@@ -63,8 +63,12 @@ def test_upscaling_only_selected_pairs_gives_the_same_logits(models, embedding):
                                         encoder.embed_points(points, torch.ones(5, 1)), encoder.dense_no_mask())
         full, _ = decoder(embedding[1], encoder.get_dense_pe(), encoder.embed_points(points, torch.ones(5, 1)),
                           encoder.dense_no_mask(), True)
-        some = decoder.upscale_masks(decoded, torch.tensor([4, 0, 4]), torch.tensor([1, 3, 2]))
-    assert torch.allclose(some, torch.stack([full[4, 0], full[0, 2], full[4, 1]]), atol=1e-4)
+        prompt_index, token_index = torch.tensor([4, 0, 2, 4]), torch.tensor([1, 3, 3, 2])
+        some = decoder.upscale_masks(decoded, prompt_index, token_index)
+        tiled = decoder.upscale_masks(decoded, prompt_index, token_index, prompts_per_pass=2)
+    expected = torch.stack([full[4, 0], full[0, 2], full[2, 2], full[4, 1]])
+    assert torch.allclose(some, expected, atol=1e-4)
+    assert torch.allclose(tiled, expected, atol=1e-4)
 
 
 def test_tiny_config_round_trips_through_a_checkpoint(tmp_path):

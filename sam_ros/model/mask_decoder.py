@@ -60,22 +60,30 @@ class MaskDecoder(nn.Module):
                              mask_tokens=hs[:, 1:1 + self.num_mask_tokens, :],
                              image_tokens=image_tokens, embedding_size=tuple(src.shape[-2:]))
 
-    def upscale_masks(self, decoded: DecodedTokens, prompt_index: Tensor, token_index: Tensor) -> Tensor:
+    def upscale_masks(self, decoded: DecodedTokens, prompt_index: Tensor, token_index: Tensor,
+                      prompts_per_pass: int | None = None) -> Tensor:
         """Low-res mask logits (K, 4h, 4w) of the K pairs (prompt_index[k], token_index[k]).
 
-        Each prompt's image tokens are upscaled once, however many of its tokens are asked for.
+        Each prompt's image tokens are upscaled once, however many of its tokens are asked for, in passes of
+        ``prompts_per_pass`` prompts (all at once if None): the upscaling is memory bound on a CPU, where
+        passes whose features stay in cache run about three times faster.
         """
         prompts, inverse = torch.unique(prompt_index, return_inverse=True)
         h, w = decoded.embedding_size
-        features = self._upscale_tokens(decoded.image_tokens[prompts])  # (P, h*w, 4, 4, C/8)
         # The hyper-network MLPs are tiny: run all of them for the selected prompts, then pick.
         hyper = torch.stack([mlp(decoded.mask_tokens[prompts, i])
                              for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)  # (P, T, C/8)
-        p = len(prompts)
-        masks = torch.bmm(hyper, features.view(p, -1, features.shape[-1]).transpose(1, 2))  # (P, T, h*w*16)
-        masks = masks[inverse, token_index].view(-1, h, w, 2, 2, 2, 2)  # (K, y, x, i, j, k, l)
-        # output pixel (4y + 2i + k, 4x + 2j + l)
-        return masks.permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, 4 * h, 4 * w)
+        step = prompts_per_pass or len(prompts)
+        out = hyper.new_empty(len(prompt_index), 4 * h, 4 * w)
+        for start in range(0, len(prompts), step):
+            features = self._upscale_tokens(decoded.image_tokens[prompts[start:start + step]])  # (p, h*w, 4, 4, C/8)
+            p = features.shape[0]
+            masks = torch.bmm(hyper[start:start + step], features.view(p, -1, features.shape[-1]).transpose(1, 2))
+            pairs = torch.nonzero((inverse >= start) & (inverse < start + p)).squeeze(1)
+            masks = masks[inverse[pairs] - start, token_index[pairs]].view(-1, h, w, 2, 2, 2, 2)  # (k, y, x, i, j, k, l)
+            # output pixel (4y + 2i + k, 4x + 2j + l)
+            out[pairs] = masks.permute(0, 1, 3, 5, 2, 4, 6).reshape(-1, 4 * h, 4 * w)
+        return out
 
     def _upscale_tokens(self, tokens: Tensor) -> Tensor:
         """``output_upscaling`` computed on tokens (P, h*w, C) in channels-last form.

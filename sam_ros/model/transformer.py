@@ -1,12 +1,16 @@
 """SAM's two-way transformer, batched over prompts against ONE image embedding.
 
-The reference repeats the image embedding once per prompt before the transformer. Here the image
-side stays (1, HW, C) until the first image-to-token attention makes it prompt specific, and the
-positional encodings enter each projection as a precomputed term (``W(x + pe) + b = Wx + (W pe + b)``),
-so no per-prompt ``keys + pe`` tensor is materialised. Memory traffic, not arithmetic, dominates here.
+The reference repeats the image embedding once per prompt and projects every prompt's 4096 image
+tokens to queries, keys and values. Here the image side stays (1, HW, C) until the first image-to-token
+attention makes it prompt specific, and from then on the projections move to the token side: a prompt
+has T = 7 tokens, so ``(q Wk) X^T`` costs a fraction of ``q (X Wk^T)^T`` for X of HW x C, and likewise
+for values (``softmax(s) (X Wv^T + bv) = (softmax(s) X) Wv^T + bv``, rows of softmax summing to one) and
+for the image-side queries and output projection. The same arithmetic, reassociated: it halves the
+decoder's per-prompt FLOPs. Positional encodings enter as terms projected once per image.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -35,6 +39,10 @@ class Attention(nn.Module):
         b, h, n, d = x.shape
         return self.out_proj(x.transpose(1, 2).reshape(b, n, h * d))
 
+    def head_weights(self, layer: nn.Linear) -> Tensor:
+        """A projection's weight as (heads, head_dim, C)."""
+        return layer.weight.view(self.num_heads, -1, layer.weight.shape[-1])
+
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         q, k, v = self.heads(self.q_proj(q)), self.heads(self.k_proj(k)), self.heads(self.v_proj(v))
         return self.merge(F.scaled_dot_product_attention(q, k, v))
@@ -45,16 +53,70 @@ def _project(layer: nn.Linear, x: Tensor, pe_term: Tensor) -> Tensor:
     return F.linear(x, layer.weight).add_(pe_term)
 
 
-def _attend_shared_keys(attn: Attention, queries: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Attention of every prompt's queries (B, T, C) to keys/values shared by all prompts (1, heads, N, d).
+def _per_head_products(a: Tensor, b: Tensor) -> Tensor:
+    """a (B, H, T, d) @ b (H, M, d)^T as (B, H, T, M): one GEMM per head for all prompts."""
+    bsz, h, t, d = a.shape
+    out = torch.bmm(a.transpose(0, 1).reshape(h, bsz * t, d), b.transpose(1, 2))
+    return out.view(h, bsz, t, -1).transpose(0, 1)
 
-    Softmax is per query row, so folding the prompts into the query axis is exact and avoids
-    broadcasting the shared keys B times.
+
+def image_key_heads(attn: Attention, keys: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor | None]:
+    """What ``token_to_image`` needs of the image side: shared image tokens (1, HW, C) get their key and
+    value heads once; prompt-specific ones only the projected positional term (keys, values stay unprojected)."""
+    if keys.shape[0] == 1:
+        return attn.heads(_project(attn.k_proj, keys, attn.k_proj(key_pe))), attn.heads(attn.v_proj(keys))
+    return attn.k_proj(key_pe), None
+
+
+def token_to_image(attn: Attention, queries: Tensor, keys: Tensor, k_heads: Tensor, v_heads: Tensor | None) -> Tensor:
+    """Attention of tokens ``queries`` (B, T, C; positional term already added) to image tokens ``keys``.
+
+    ``k_heads``, ``v_heads`` come from ``image_key_heads``. For prompt-specific image tokens the key and
+    value projections are applied on the token side.
     """
     b, t, _ = queries.shape
-    q = attn.heads(attn.q_proj(queries).reshape(1, b * t, -1))
-    out = F.scaled_dot_product_attention(q, k, v)  # (1, heads, B*T, d)
-    return attn.merge(out).view(b, t, -1)
+    h = attn.num_heads
+    if keys.shape[0] == 1:  # folding prompts into the query axis is exact: softmax is per query row
+        q = attn.heads(attn.q_proj(queries).reshape(1, b * t, -1))
+        out = F.scaled_dot_product_attention(q, k_heads, v_heads)  # (1, heads, B*T, d)
+        return attn.merge(out).view(b, t, -1)
+    q = attn.heads(attn.q_proj(queries))  # (B, H, T, d)
+    q = q * q.shape[-1] ** -0.5
+    scores = torch.matmul(q, attn.head_weights(attn.k_proj)).view(b, h * t, -1)  # (B, HT, C)
+    scores = torch.bmm(scores, keys.transpose(1, 2)).view(b, h, t, -1)  # (B, H, T, HW)
+    scores += _per_head_products(q, attn.heads(k_heads)[0])
+    weights = scores.softmax(-1).view(b, h * t, -1)
+    pooled = torch.bmm(weights, keys).view(b, h, t, -1)  # (B, H, T, C)
+    out = torch.matmul(pooled, attn.head_weights(attn.v_proj).transpose(1, 2))  # (B, H, T, d)
+    out = out + attn.v_proj.bias.view(h, 1, -1)
+    return attn.merge(out)
+
+
+def image_to_token(attn: Attention, keys: Tensor, q_pe: Tensor, queries: Tensor, query_pe: Tensor) -> Tensor:
+    """Image tokens ``keys`` (1 or B, HW, C) attend to each prompt's tokens; returns ``keys + attention``.
+
+    ``q_pe`` is ``q_proj(image_pe)`` (1, HW, D). Shared image tokens are projected once; prompt-specific
+    ones meet the token side's keys folded through the query projection, and the output projection is
+    folded into the values, so no (B, HW, D) tensor is made.
+    """
+    b, t, _ = queries.shape
+    h = attn.num_heads
+    k = attn.heads(attn.k_proj(queries + query_pe))  # (B, H, T, d)
+    k = k * k.shape[-1] ** -0.5
+    v = attn.heads(attn.v_proj(queries))
+    if keys.shape[0] == 1:  # queries projected once for all prompts
+        scores = _per_head_products(k, attn.heads(_project(attn.q_proj, keys, q_pe))[0]).contiguous()
+    else:
+        folded = torch.matmul(k, attn.head_weights(attn.q_proj)).view(b, h * t, -1)  # (B, HT, C)
+        scores = torch.bmm(folded, keys.transpose(1, 2)).view(b, h, t, -1)
+        scores += _per_head_products(k, attn.heads(q_pe)[0])
+    weights = scores.softmax(2).view(b, h * t, -1)  # (B, HT, HW): each image token over each head's T tokens
+    out_weight = attn.out_proj.weight.view(-1, h, v.shape[-1])  # (C, H, d)
+    # The output bias rides on the values: each image token's weights sum to one per head, H in all.
+    values = torch.einsum("bhtd,chd->bhtc", v, out_weight).reshape(b, h * t, -1) + attn.out_proj.bias / h
+    if keys.shape[0] > 1 and not torch.is_grad_enabled():  # accumulate in place: keys are not needed again
+        return keys.baddbmm_(weights.transpose(1, 2), values)
+    return torch.baddbmm(keys, weights.transpose(1, 2), values)
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -81,23 +143,12 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm1(queries)
 
         t2i = self.cross_attn_token_to_image
-        k = t2i.heads(_project(t2i.k_proj, keys, t2i.k_proj(key_pe)))
-        v = t2i.heads(t2i.v_proj(keys))
-        if keys.shape[0] == 1:
-            attn_out = _attend_shared_keys(t2i, queries + query_pe, k, v)
-        else:
-            q = t2i.heads(t2i.q_proj(queries + query_pe))
-            attn_out = t2i.merge(F.scaled_dot_product_attention(q, k, v))
+        attn_out = token_to_image(t2i, queries + query_pe, keys, *image_key_heads(t2i, keys, key_pe))
         queries = self.norm2(queries + attn_out)
         queries = self.norm3(queries + self.mlp(queries))
 
         i2t = self.cross_attn_image_to_token
-        q = i2t.heads(_project(i2t.q_proj, keys, i2t.q_proj(key_pe)))  # (1 or B, heads, HW, d)
-        k = i2t.heads(i2t.k_proj(queries + query_pe))
-        v = i2t.heads(i2t.v_proj(queries))
-        if q.shape[0] != k.shape[0]:
-            q = q.expand(k.shape[0], -1, -1, -1)
-        keys = self.norm4(keys + i2t.merge(F.scaled_dot_product_attention(q, k, v)))
+        keys = self.norm4(image_to_token(i2t, keys, i2t.q_proj(key_pe), queries, query_pe))
         return queries, keys
 
 
@@ -122,8 +173,6 @@ class TwoWayTransformer(nn.Module):
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
         final = self.final_attn_token_to_image
-        q = final.heads(final.q_proj(queries + point_embedding))
-        k = final.heads(_project(final.k_proj, keys, final.k_proj(key_pe)))
-        v = final.heads(final.v_proj(keys))
-        queries = self.norm_final_attn(queries + final.merge(F.scaled_dot_product_attention(q, k, v)))
+        attn_out = token_to_image(final, queries + point_embedding, keys, *image_key_heads(final, keys, key_pe))
+        queries = self.norm_final_attn(queries + attn_out)
         return queries, keys
