@@ -2,6 +2,7 @@
 
     ros2 launch sam_ros sam_ros.launch.py checkpoint:=/path/to/mobile_sam.pt
     ros2 launch sam_ros sam_ros.launch.py image:=/my_cam/rgb depth:=/my_cam/depth camera_info:=/my_cam/info
+    ros2 launch sam_ros sam_ros.launch.py image_transport:=compressed   # colour from <image>/compressed
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
@@ -22,6 +23,8 @@ def generate_launch_description():
                               description="TF frame for the 3D objects (e.g. base_link); '' = camera optical frame; "
                                           "overrides the params file"),
         DeclareLaunchArgument("image", default_value="/camera/color/image_raw"),
+        DeclareLaunchArgument("image_transport", default_value="raw", choices=["raw", "compressed"],
+                              description="compressed: subscribe to <image>/compressed (sensor_msgs/CompressedImage)"),
         DeclareLaunchArgument("depth", default_value="/camera/aligned_depth_to_color/image_raw"),
         DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info"),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with sam_ros.rviz"),
@@ -33,8 +36,10 @@ def generate_launch_description():
     node = Node(
         package="sam_ros", executable="sam_node", name="sam_node", output="screen",
         parameters=[LaunchConfiguration("params_file"), {"checkpoint": LaunchConfiguration("checkpoint"),
-                                                         "target_frame": LaunchConfiguration("target_frame")}],
+                                                         "target_frame": LaunchConfiguration("target_frame"),
+                                                         "image_transport": LaunchConfiguration("image_transport")}],
         remappings=[("image", LaunchConfiguration("image")),
+                    ("image/compressed", [LaunchConfiguration("image"), "/compressed"]),
                     ("depth", LaunchConfiguration("depth")),
                     ("camera_info", LaunchConfiguration("camera_info"))],
     )

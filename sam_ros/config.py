@@ -95,6 +95,11 @@ class SamRosConfig:
                                   low=0.0, high=1.0, dynamic=True)
     track_max_age: int = _param(5, "Frames an unseen object keeps its id", low=0, high=1000, dynamic=True)
 
+    # --- input -------------------------------------------------------------------------------
+    image_transport: str = _param("raw", "Colour topic transport: raw = sensor_msgs/Image on 'image'; compressed = "
+                                  "sensor_msgs/CompressedImage (jpeg/png) on 'image/compressed', as image_transport "
+                                  "names it", choices=("raw", "compressed"))
+
     # --- synchronisation -------------------------------------------------------------------
     sync_slop: float = _param(0.05, "Max stamp difference (s) between colour, depth and camera info",
                               low=0.0, high=10.0)

@@ -69,7 +69,7 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     try:
         image = Image.open(io.BytesIO(bytes(msg.data)))
         return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot decode compressed image (format {msg.format!r}): {error}") from error
 
 

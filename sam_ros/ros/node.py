@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
@@ -27,7 +27,7 @@ from sam_ros.msg import MaskArray, Object3DArray
 
 from ..camera import PinholeCamera
 from ..config import SamRosConfig, fields_info
-from ..convert import colour_to_rgb, depth_image, fill_image
+from ..convert import colour_to_rgb, compressed_to_rgb, depth_image, fill_image
 from ..masks import label_image
 from ..pipeline import Z_UP, Segmenter
 from ..sync import ApproximateTimeSynchronizer, LatestSlot
@@ -60,15 +60,16 @@ class SamNode(Node):
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         self.slot = LatestSlot()
+        colour_type, colour_topic = ((CompressedImage, "image/compressed") if self.config.image_transport == "compressed"
+                                     else (Image, "image"))
+        self.create_subscription(colour_type, colour_topic, lambda m: self._offer(0, m), qos_profile_sensor_data)
         if self.config.use_depth:
             self.sync = ApproximateTimeSynchronizer(3, self.config.sync_queue_size, self.config.sync_slop,
                                                     lambda *msgs: self.slot.put(msgs))
-            self.create_subscription(Image, "image", lambda m: self._offer(0, m), qos_profile_sensor_data)
             self.create_subscription(Image, "depth", lambda m: self._offer(1, m), qos_profile_sensor_data)
             self.create_subscription(CameraInfo, "camera_info", lambda m: self._offer(2, m), qos_profile_sensor_data)
         else:
             self.sync = None
-            self.create_subscription(Image, "image", lambda m: self._offer(0, m), qos_profile_sensor_data)
         self.create_timer(1.0, self._publish_diagnostics)
         self._running = True
         self.worker = threading.Thread(target=self._work, name="sam_ros_inference", daemon=True)
@@ -157,7 +158,7 @@ class SamNode(Node):
     # --- one frame -------------------------------------------------------------------------
     def _process(self, image_msg, depth_msg=None, info_msg=None) -> None:
         start = time.perf_counter()
-        rgb = colour_to_rgb(image_msg)
+        rgb = compressed_to_rgb(image_msg) if isinstance(image_msg, CompressedImage) else colour_to_rgb(image_msg)
         header = image_msg.header
         depth = camera = camera_to_target = None
         if depth_msg is not None:

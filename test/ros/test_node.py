@@ -1,4 +1,5 @@
 """sam_node in-process against real rclpy + Fast DDS: a known scene in, its objects out; bad input survived."""
+import io
 import math
 import time
 
@@ -6,13 +7,14 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
+from PIL import Image as PILImage
 from builtin_interfaces.msg import Time
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from scipy.spatial.transform import Rotation
 from tf2_msgs.msg import TFMessage
 from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -231,6 +233,38 @@ def test_objects_in_a_target_frame_through_tf(ros, scene):
             expected = rotation @ centre + translation
             distances = [math.dist((o.centroid.x, o.centroid.y, o.centroid.z), expected) for o in valid]
             assert min(distances) < 0.05, f"object {object_id} not at {expected} in base_link"
+    finally:
+        spinner.stop()
+        node.destroy_node()
+        camera.node.destroy_node()
+
+
+def test_compressed_colour_from_image_transport(ros, scene):
+    """image_transport=compressed: JPEG colour on image/compressed gives the same objects; a corrupt one is a counted drop."""
+    node = SamNode(namespace="compressed_test",
+                   parameter_overrides=bundled_model_parameters(grid_size=12, image_transport="compressed"))
+    camera = Camera(namespace="compressed_test")
+    colour = camera.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+    spinner = Spinner(node, camera.node)
+
+    def send(header, data):
+        depth_and_info = camera.send(scene.rgb, to_16uc1_mm(scene.depth), "16UC1", scene, header)
+        return lambda: (colour.publish(CompressedImage(header=header, format="jpeg", data=data)), depth_and_info())
+
+    try:
+        jpeg = io.BytesIO()
+        PILImage.fromarray(scene.rgb).save(jpeg, format="jpeg", quality=90)
+        header = camera.next_header()
+        assert wait_for(lambda: header_ns(header) in camera.objects, timeout=120, action=send(header, jpeg.getvalue()),
+                        action_every=10)
+        valid = [o for o in camera.objects[header_ns(header)].objects if o.valid]
+        for object_id, centre in visible_truth(scene).items():
+            distances = [math.dist((o.centroid.x, o.centroid.y, o.centroid.z), centre) for o in valid]
+            assert min(distances) < 0.05, f"object {object_id} at {centre} not found within 5 cm"
+        header = camera.next_header()
+        assert wait_for(lambda: node.counters["rejected_frames"] >= 1, timeout=60,
+                        action=send(header, jpeg.getvalue()[:200]), action_every=5)
+        assert header_ns(header) not in camera.masks and node.worker.is_alive()
     finally:
         spinner.stop()
         node.destroy_node()
