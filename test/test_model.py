@@ -85,14 +85,16 @@ def test_tiny_config_round_trips_through_a_checkpoint(tmp_path):
                                                      TINY.embedding_size)
 
 
-def test_bfloat16_forward_stays_close_to_float32():
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_half_precision_forward_stays_close_to_float32(half):
+    """float16 is the GPU's dtype; the CPU runs it too (slowly), which checks its numerics without a GPU."""
     torch.manual_seed(4)
     model = build_sam(TINY)
     image = torch.randn(1, 3, TINY.img_size, TINY.img_size)
     points = torch.rand(4, 1, 2) * TINY.img_size
     with torch.no_grad():
         outputs = []
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in (torch.float32, half):
             m = model.to(dtype)
             emb = m.image_encoder(image.to(dtype))
             enc = m.prompt_encoder
