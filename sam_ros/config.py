@@ -71,7 +71,8 @@ class SamRosConfig:
     max_objects: int = _param(100, "Keep at most this many masks, best first", low=1, high=1000,
                               dynamic=True)
     max_decode_memory_mb: int = _param(
-        4096, "Memory cap of one batched decoder call; prompts are chunked only above it",
+        2048, "Memory cap of one batched decoder call; prompts are chunked only above it (MobileSAM: ~9 MB per "
+        "prompt in fp32, half in fp16/bf16)",
         low=64, high=1_000_000, dynamic=True)
 
     # --- depth fusion ----------------------------------------------------------------------

@@ -9,8 +9,12 @@ from .filters import stability_score
 from .model import Sam
 from .prompts.base import EncodedImage
 
-
-CPU_UPSCALE_CACHE_BYTES = 16 * 2**20
+# Working memory per prompt, in copies of its image tokens (MobileSAM fp32: 64x64x256 = 4 MiB), as measured:
+TRANSFORMER_COPIES = 2.25  # the transformer's peak, 2.1 (its image-side projections are folded into the tokens)
+UPSCALE_COPIES = 4      # the channels-last output upscaling of one prompt
+# Prompts are upscaled in passes of this many bytes: on a CPU small enough to stay in cache (three times
+# faster than one large pass, measured), on a GPU large enough to keep it busy.
+UPSCALE_PASS_BYTES = {"cpu": 32 * 2**20, "cuda": 512 * 2**20}
 
 
 @dataclass
@@ -34,14 +38,20 @@ class MaskBatch:
                            ("logits", "iou", "stability", "points")))
 
 
-def bytes_per_prompt(model: Sam, embedding: torch.Tensor) -> int:
-    """Peak working memory of one prompt in the decoder, as measured: about six copies of its image tokens.
+def upscale_prompts_per_pass(embedding: torch.Tensor) -> int:
+    """How many prompts one upscaling pass takes (see ``UPSCALE_PASS_BYTES``)."""
+    budget = UPSCALE_PASS_BYTES.get(embedding.device.type, UPSCALE_PASS_BYTES["cuda"])
+    return max(1, budget // (UPSCALE_COPIES * _token_bytes(embedding)))
 
-    (MobileSAM, fp32, 64x64x256 tokens = 4 MiB: the transformer peaks at ~3.7 copies per prompt, the
-    channels-last upscaling of a prompt whose three masks all survive at ~6.)
-    """
-    c, h, w = embedding.shape[1:]
-    return 6 * embedding.element_size() * c * h * w
+
+def prompts_per_call(embedding: torch.Tensor, max_memory_mb: int) -> int:
+    """How many prompts one decoder call may take within ``max_memory_mb`` (at least one)."""
+    upscale = upscale_prompts_per_pass(embedding) * UPSCALE_COPIES * _token_bytes(embedding)
+    return max(1, int((max_memory_mb * 2**20 - upscale) // (TRANSFORMER_COPIES * _token_bytes(embedding))))
+
+
+def _token_bytes(embedding: torch.Tensor) -> int:
+    return embedding[0].numel() * embedding.element_size()
 
 
 @torch.inference_mode()
@@ -58,7 +68,7 @@ def decode_points(model: Sam, encoded: EncodedImage, points: torch.Tensor, *, pr
     points = points.to(device=device, dtype=torch.float32)
     if points.numel() == 0:
         return _empty(model, encoded)
-    fits = max(1, max_memory_mb * 2**20 // bytes_per_prompt(model, encoded.embedding))
+    fits = prompts_per_call(encoded.embedding, max_memory_mb)
     chunk = -(-points.shape[0] // -(-points.shape[0] // fits))  # ceil(N / number of chunks)
     encoder, decoder = model.prompt_encoder, model.mask_decoder
     dense_pe = encoder.get_dense_pe().to(encoded.embedding.dtype)
@@ -81,15 +91,6 @@ def decode_points(model: Sam, encoded: EncodedImage, points: torch.Tensor, *, pr
         batches.append(MaskBatch(logits[keep], iou[prompt_index, token_index][keep], stability[keep],
                                  part[prompt_index[keep]]))
     return MaskBatch.cat(batches) if batches else _empty(model, encoded)
-
-
-def upscale_prompts_per_pass(embedding: torch.Tensor) -> int | None:
-    """How many prompts one upscaling pass takes: on a CPU as many as keep their upscaled features (16 per
-    image token) within ~16 MiB of cache, which measured three times faster than one large pass; on a GPU all."""
-    if embedding.device.type != "cpu":
-        return None
-    c, h, w = embedding.shape[1:]
-    return max(1, CPU_UPSCALE_CACHE_BYTES // (16 * h * w * (c // 8) * embedding.element_size()))
 
 
 def valid_region(lowres: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:

@@ -4,7 +4,7 @@ import reference  # noqa: F401  (puts the torchvision stand-in on the path)
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from sam_ros.decode import bytes_per_prompt, decode_points, valid_region
+from sam_ros.decode import decode_points, prompts_per_call, valid_region
 from sam_ros.filters import stability_score
 from sam_ros.model import TINY, build_sam
 from sam_ros.prompts import EncodedImage
@@ -75,8 +75,7 @@ def test_one_decoder_call_unless_the_memory_cap_forces_chunks(model, encoded, po
     kwargs = dict(pred_iou_thresh=-10.0, stability_thresh=0.0, **FILTERS)
     one = decode_points(model, encoded, points, max_memory_mb=1024, **kwargs)
     assert calls == [12]
-    per_prompt = bytes_per_prompt(model, encoded.embedding)
-    assert 2**20 // per_prompt == 1, "a 1 MB cap must hold exactly one prompt of this model"
+    assert prompts_per_call(encoded.embedding, 1) == 1, "a 1 MB cap must hold exactly one prompt of this model"
     calls.clear()
     single = decode_points(model, encoded, points, max_memory_mb=1, **kwargs)
     assert calls == [1] * 12
@@ -118,3 +117,12 @@ def test_points_map_to_the_model_input_like_the_reference(size):
     expected = transform.apply_coords(pts.copy(), size)
     assert np.allclose(encoded.to_input(torch.from_numpy(pts)).numpy(), expected)
     assert np.allclose(encoded.to_frame(encoded.to_input(torch.from_numpy(pts))).numpy(), pts)
+
+
+def test_memory_cap_counts_the_measured_working_set():
+    """MobileSAM-sized tokens (64x64x256 fp32 = 4 MiB): 2.25 copies per prompt in the transformer beside one
+    32 MiB upscaling pass on a CPU; half as much per prompt in bf16; a tiny cap still decodes one prompt at a time."""
+    cpu = torch.empty(1, 256, 64, 64)
+    assert prompts_per_call(cpu, 2048) == (2048 - 32) // 9
+    assert prompts_per_call(cpu, 1) == 1
+    assert prompts_per_call(cpu.bfloat16(), 2048) == (2048 - 32) * 2 // 9

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sam_ros.config import SamRosConfig
-from sam_ros.decode import bytes_per_prompt
+from sam_ros.decode import prompts_per_call
 from sam_ros.pipeline import Segmenter, resolve_device
 from sam_ros.camera import PinholeCamera
 from sam_ros.synthetic import to_16uc1_mm
@@ -12,10 +12,10 @@ LOOSE = dict(device="cpu", pred_iou_thresh=0.0, stability_thresh=0.0, min_area=0
 
 
 def test_chunked_decoding_gives_the_same_masks_as_one_batch(model, frame):
-    one = Segmenter(SamRosConfig(grid_size=10, **LOOSE), model).segment(frame)
-    segmenter = Segmenter(SamRosConfig(grid_size=10, max_decode_memory_mb=64, **LOOSE), model)
-    per_chunk = 64 * 2**20 // bytes_per_prompt(model, segmenter.encode(frame).embedding)
-    assert per_chunk < 100, "the cap must force more than one decoder call"
+    one = Segmenter(SamRosConfig(grid_size=12, **LOOSE), model).segment(frame)
+    segmenter = Segmenter(SamRosConfig(grid_size=12, max_decode_memory_mb=64, **LOOSE), model)
+    per_chunk = prompts_per_call(segmenter.encode(frame).embedding, 64)
+    assert per_chunk < 12 * 12, "the cap must force more than one decoder call"
     chunked = segmenter.segment(frame)
     assert len(one) == len(chunked) and len(one) > 0
     assert torch.equal(one.masks, chunked.masks)

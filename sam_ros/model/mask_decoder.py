@@ -65,8 +65,8 @@ class MaskDecoder(nn.Module):
         """Low-res mask logits (K, 4h, 4w) of the K pairs (prompt_index[k], token_index[k]).
 
         Each prompt's image tokens are upscaled once, however many of its tokens are asked for, in passes of
-        ``prompts_per_pass`` prompts (all at once if None): the upscaling is memory bound on a CPU, where
-        passes whose features stay in cache run about three times faster.
+        ``prompts_per_pass`` prompts (all at once if None), which bounds its working memory (four copies of
+        a prompt's image tokens) and, on a CPU, keeps it in cache.
         """
         prompts, inverse = torch.unique(prompt_index, return_inverse=True)
         h, w = decoded.embedding_size
