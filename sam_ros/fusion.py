@@ -2,7 +2,9 @@
 
 All masks of a frame are fused together: their pixels are gathered once and every per-object
 statistic (median, MAD, means, extents) is a segmented reduction over that one list, so
-the cost does not grow with a Python loop over objects or pixels.
+the cost does not grow with a Python loop over objects or pixels. ``object_points`` gathers those points
+(``ObjectPoints``, also published as a point cloud) and ``estimate_objects`` reduces them; ``fuse_masks``
+does both.
 
 Outliers along depth are rejected with median/MAD: a mask that bleeds over an object's silhouette
 picks up floor or wall pixels that lie far behind it, and stereo depth has flying pixels between the
@@ -70,6 +72,32 @@ def erode(masks: torch.Tensor, pixels: int) -> torch.Tensor:
     return ~F.max_pool2d((~masks).float().unsqueeze(1), size, stride=1, padding=pixels).squeeze(1).bool()
 
 
+@dataclass
+class ObjectPoints:
+    """The depth points each mask is made of (after the MAD gate, in the output frame), flat for segmented
+    reductions: the estimates are reduced from them, and the point cloud output publishes them as they are."""
+
+    index: torch.Tensor     # (P,) int64 mask index of each point, in [0, N)
+    points: torch.Tensor    # (P, 3) float64 metres
+    counts: torch.Tensor    # (N,) int64 points per mask
+    coverage: torch.Tensor  # (N,) fraction of each mask's pixels with valid depth
+
+    def __len__(self) -> int:
+        return self.counts.shape[0]
+
+    def valid(self, min_valid_points: int) -> torch.Tensor:
+        """(N,) bool: masks with enough points to be an object (the one rule behind ``Object3DEstimate.valid``)."""
+        return self.counts >= min_valid_points
+
+    def select(self, keep: torch.Tensor) -> ObjectPoints:
+        """Only the points of masks where ``keep`` (N,) is True; mask indices, and so labels, are unchanged."""
+        keep = torch.as_tensor(keep, dtype=torch.bool)
+        if keep.shape != self.counts.shape:
+            raise ValueError(f"keep must be one flag per mask {tuple(self.counts.shape)}, got {tuple(keep.shape)}")
+        chosen = keep[self.index]
+        return ObjectPoints(self.index[chosen], self.points[chosen], torch.where(keep, self.counts, 0), self.coverage)
+
+
 def fuse_masks(masks: torch.Tensor | np.ndarray, depth_m: np.ndarray, camera: PinholeCamera, *, erosion_px: int = 2,
                min_valid_points: int = 30, mad_gate: float = 4.0, min_gate_m: float = 0.02,
                transform: np.ndarray | None = None, up: np.ndarray | None = None,
@@ -80,6 +108,20 @@ def fuse_masks(masks: torch.Tensor | np.ndarray, depth_m: np.ndarray, camera: Pi
     define where boxes are expressed and what "vertical" is; by default the camera frame with up = -y
     (REP 103 optical frame of a level camera). ``rays`` may pass ``camera.rays()`` cached by the caller.
     """
+    points = object_points(masks, depth_m, camera, erosion_px=erosion_px, min_valid_points=min_valid_points,
+                           mad_gate=mad_gate, min_gate_m=min_gate_m, transform=transform, rays=rays)
+    return estimate_objects(points, min_valid_points=min_valid_points, up=up)
+
+
+def object_points(masks: torch.Tensor | np.ndarray, depth_m: np.ndarray, camera: PinholeCamera, *, erosion_px: int = 2,
+                  min_valid_points: int = 30, mad_gate: float = 4.0, min_gate_m: float = 0.02,
+                  transform: np.ndarray | None = None, rays: np.ndarray | None = None) -> ObjectPoints:
+    """The inlier 3D points of every mask (N, H, W); arguments as ``fuse_masks``.
+
+    Edge pixels carry flying depth, so masks are eroded by ``erosion_px`` where ``min_valid_points`` survive
+    the erosion (small objects keep their full mask); points farther than ``mad_gate`` robust sigmas (at
+    least ``min_gate_m``) from their mask's median depth are dropped.
+    """
     masks = torch.as_tensor(np.asarray(masks) if isinstance(masks, np.ndarray) else masks).bool().cpu()
     if masks.ndim != 3:
         raise ValueError(f"masks must be (N, H, W), got {tuple(masks.shape)}")
@@ -88,8 +130,6 @@ def fuse_masks(masks: torch.Tensor | np.ndarray, depth_m: np.ndarray, camera: Pi
         raise ValueError(f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but masks are {w}x{h}: align depth to colour")
     if (camera.width, camera.height) != (w, h):
         raise ValueError(f"CameraInfo is {camera.width}x{camera.height} but the image is {w}x{h}")
-    if n == 0:
-        return []
     depth = torch.from_numpy(np.ascontiguousarray(depth_m, dtype=np.float32))
     finite = torch.isfinite(depth)
     coverage = (masks & finite).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp(min=1)
@@ -107,9 +147,16 @@ def fuse_masks(masks: torch.Tensor | np.ndarray, depth_m: np.ndarray, camera: Pi
     points = torch.stack([rays[ys, xs, 0] * z, rays[ys, xs, 1] * z, z], dim=1)
     transform = np.eye(4) if transform is None else np.asarray(transform, dtype=np.float64)
     points = points @ torch.from_numpy(transform[:3, :3]).T + torch.from_numpy(transform[:3, 3])
+    return ObjectPoints(index, points, torch.bincount(index, minlength=n), coverage)
+
+
+def estimate_objects(points: ObjectPoints, *, min_valid_points: int = 30,
+                     up: np.ndarray | None = None) -> list[Object3DEstimate]:
+    """One ``Object3DEstimate`` per mask of ``points``; ``up`` as in ``fuse_masks``."""
+    if len(points) == 0:
+        return []
     up_vec = np.array([0.0, -1.0, 0.0]) if up is None else np.asarray(up, dtype=np.float64)
-    counts = torch.bincount(index, minlength=n)
-    return _estimates(index, points, counts, coverage, n, min_valid_points, up_vec / np.linalg.norm(up_vec))
+    return _estimates(points, min_valid_points, up_vec / np.linalg.norm(up_vec))
 
 
 def _mad_inliers(index: torch.Tensor, z: torch.Tensor, n: int, gate: float, min_gate: float) -> torch.Tensor:
@@ -149,8 +196,9 @@ def _segment_extent(index: torch.Tensor, values: torch.Tensor, n: int) -> tuple[
     return low, high
 
 
-def _estimates(index, points, counts, coverage, n, min_valid_points, up) -> list[Object3DEstimate]:
-    valid = counts >= min_valid_points
+def _estimates(cloud: ObjectPoints, min_valid_points: int, up: np.ndarray) -> list[Object3DEstimate]:
+    index, points, counts, coverage = cloud.index, cloud.points, cloud.counts, cloud.coverage
+    n, valid = len(cloud), cloud.valid(min_valid_points)
     safe = counts.clamp(min=1).double()[:, None]
     centroid = torch.zeros(n, 3, dtype=points.dtype).index_add_(0, index, points) / safe
     # Box extents from the 1st-99th percentiles: a handful of noisy points must not inflate a box.

@@ -17,7 +17,7 @@ from .camera import PinholeCamera
 from .config import SamRosConfig
 from .decode import MaskBatch, decode_points, valid_region
 from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_edge, upsample_to_frame
-from .fusion import Object3DEstimate, depth_to_metres, fuse_masks
+from .fusion import Object3DEstimate, ObjectPoints, depth_to_metres, estimate_objects, object_points
 from .image import preprocess
 from .masks import MaskRecord
 from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
@@ -66,6 +66,7 @@ class Frame:
     track_ids: list[int]                         # one per mask, stable across frames
     objects: list[Object3DEstimate] | None       # one per mask; None without depth (or use_depth off)
     timings_ms: dict[str, float]                 # the segmentation's, plus fusion and tracking
+    object_points: ObjectPoints | None = None    # the points of the valid objects, as ``objects``; None without depth
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -186,8 +187,8 @@ class Segmenter:
         ``depth`` is the depth image aligned to ``rgb`` as the driver publishes it: uint16 in units of
         ``depth_scale`` (16UC1) or float32 metres (32FC1); ``camera`` is the colour camera. Objects are in
         the camera's optical frame, or in a target frame (REP 103: z up) when ``camera_to_target`` (4x4)
-        is given. Without depth (or with ``use_depth`` off) objects are None and ids are tracked by mask
-        overlap alone.
+        is given, and so are the points each valid object is made of (``Frame.object_points``). Without depth
+        (or with ``use_depth`` off) both are None and ids are tracked by mask overlap alone.
         """
         config = self.config
         fuse = depth is not None and config.use_depth
@@ -200,19 +201,28 @@ class Segmenter:
                                  f"{(camera.height, camera.width)} (height, width); align depth to colour")
         result = self.segment(rgb)
         timings = dict(result.timings_ms)
-        objects = None
+        objects = points = None
         with self._timed(timings, "fusion_ms"):
             if fuse:
-                depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
-                objects = fuse_masks(result.masks, depth_m, camera, erosion_px=config.erosion_px,
-                                     min_valid_points=config.min_valid_points, rays=self._camera_rays(camera),
-                                     transform=camera_to_target, up=None if camera_to_target is None else Z_UP)
+                objects, points = self._fuse(result.masks, depth, camera, camera_to_target)
         with self._timed(timings, "tracking_ms"):
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))
             track_ids = self.tracker.update(result.masks, centroids)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
-        return Frame(result, track_ids, objects, timings)
+        return Frame(result, track_ids, objects, timings, points)
+
+    def _fuse(self, masks: torch.Tensor, depth: np.ndarray, camera: PinholeCamera,
+              camera_to_target: np.ndarray | None) -> tuple[list[Object3DEstimate], ObjectPoints]:
+        """Each mask's 3D estimate, and the points of the valid ones (from one pass over the depth)."""
+        config = self.config
+        depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
+        points = object_points(masks, depth_m, camera, erosion_px=config.erosion_px,
+                               min_valid_points=config.min_valid_points, rays=self._camera_rays(camera),
+                               transform=camera_to_target)
+        objects = estimate_objects(points, min_valid_points=config.min_valid_points,
+                                   up=None if camera_to_target is None else Z_UP)
+        return objects, points.select(points.valid(config.min_valid_points))
 
     def _camera_rays(self, camera: PinholeCamera) -> np.ndarray:
         """Pixel rays of the camera, computed once per calibration (undistortion is not free)."""

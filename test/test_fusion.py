@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sam_ros.camera import PinholeCamera, align_depth_to_colour
-from sam_ros.fusion import depth_to_metres, fuse_masks
+from sam_ros.fusion import depth_to_metres, estimate_objects, fuse_masks, object_points
 from sam_ros.synthetic import SceneObject, SceneSpec, add_depth_noise, render
 from sam_ros.synthetic.render import pitch_rotation
 from sam_ros.tracking import ObjectTracker
@@ -68,6 +68,48 @@ def test_box_yaw_in_the_level_frame(scene):
         assert min(error, np.pi / 2 - error) < 0.25
         checked += 1
     assert checked >= 1
+
+
+def inside_box(points, truth, margin):
+    """Whether each (P, 3) camera-frame point lies within ``margin`` metres of the object's own box."""
+    local = (points - truth.center) @ truth.rotation  # camera frame -> the object's axes
+    return (np.abs(local) <= truth.size / 2 + margin).all(axis=1)
+
+
+def test_object_points_lie_on_their_objects_and_only_valid_ones_are_kept(scene):
+    masks, ids = scene.masks()
+    depth = depth_to_metres(scene.depth)
+    ys, xs = np.nonzero(masks[0])
+    depth[ys[10:], xs[10:]] = np.nan  # the first object keeps 10 points of depth: too few, its estimate is invalid
+    points = object_points(masks, depth, camera_of(scene))
+    estimates = estimate_objects(points)
+    assert [e.valid for e in estimates] == [False] + [True] * (len(ids) - 1) and len(ids) >= 3
+    assert 0 < int(points.counts[0]) < 30
+    cloud = points.select(points.valid(30))
+    index, xyz = cloud.index.numpy(), cloud.points.numpy()
+    assert sorted(set(index.tolist())) == list(range(1, len(ids)))
+    truth = {o.id: o for o in scene.objects}
+    for i, estimate in enumerate(estimates[1:], start=1):
+        mine = xyz[index == i]
+        assert len(mine) == estimate.point_count > 100
+        assert np.allclose(mine.mean(0), estimate.centroid)
+        assert inside_box(mine, truth[ids[i]], margin=0.01).all(), f"points of object {ids[i]} off its box"
+        others = [inside_box(mine, truth[j], margin=0.0).mean() for j in ids if j != ids[i]]
+        assert max(others) < 0.05, f"points of object {ids[i]} labelled as another object"
+    with pytest.raises(ValueError, match="one flag per mask"):
+        points.select(torch.ones(len(ids) + 1, dtype=torch.bool))
+
+
+def test_object_points_in_the_target_frame(scene):
+    masks, _ = scene.masks()
+    camera_to_level = np.eye(4)
+    camera_to_level[:3, :3], camera_to_level[:3, 3] = pitch_rotation(scene.spec.camera_pitch), (0.1, -1.0, 0.2)
+    in_camera = object_points(masks, depth_to_metres(scene.depth), camera_of(scene))
+    in_level = object_points(masks, depth_to_metres(scene.depth), camera_of(scene), transform=camera_to_level)
+    assert torch.equal(in_level.index, in_camera.index) and len(in_level.index) > 1000
+    expected = in_camera.points.numpy() @ camera_to_level[:3, :3].T + camera_to_level[:3, 3]
+    assert np.allclose(in_level.points.numpy(), expected, atol=1e-9)
+    assert not np.allclose(in_level.points.numpy(), in_camera.points.numpy(), atol=0.05)
 
 
 @pytest.mark.parametrize("depth", [np.zeros((480, 640), np.float32), np.full((480, 640), np.nan, np.float32)])

@@ -1,4 +1,4 @@
-"""Core results -> ROS messages (MaskArray, Object3DArray, MarkerArray, DiagnosticArray)."""
+"""Core results -> ROS messages (MaskArray, Object3DArray, PointCloud2, MarkerArray, DiagnosticArray)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
-from sensor_msgs.msg import RegionOfInterest
+from sensor_msgs.msg import PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -18,6 +18,10 @@ from ..masks import rle_counts
 from ..pipeline import SegmentationResult
 from ..transforms import TransformBuffer
 from ..visualize import id_colours
+
+# One labelled point: x, y, z and the object's tracking id, little-endian and packed (16 bytes).
+LABELLED_POINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("label", "<u4")])
+POINT_FIELD_TYPES = {"<f4": PointField.FLOAT32, "<u4": PointField.UINT32}
 
 
 def stamp_ns(msg) -> int:
@@ -70,6 +74,30 @@ def object_array(header: Header, estimates: list[Object3DEstimate], track_ids: l
             obj.obb_size = _vector(estimate.obb_size)
         msg.objects.append(obj)
     return msg
+
+
+def labelled_cloud(header: Header, points: np.ndarray, labels: np.ndarray) -> PointCloud2:
+    """An unorganised PointCloud2 (x, y, z FLOAT32, label UINT32) from (P, 3) points and (P,) labels.
+
+    RViz colours it by the ``label`` channel and a planner can split it by object without a second topic.
+    The cloud promises ``is_dense`` (no NaN), so non-finite points are refused rather than published.
+    """
+    points, labels = np.asarray(points), np.asarray(labels)
+    if points.ndim != 2 or points.shape[1] != 3 or labels.shape != points.shape[:1]:
+        raise ValueError(f"need (P, 3) points and (P,) labels, got {points.shape} and {labels.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError("points must be finite (the cloud is published with is_dense=True)")
+    if not np.issubdtype(labels.dtype, np.integer) or (
+            labels.size and (labels.min() < 0 or labels.max() > np.iinfo(np.uint32).max)):
+        raise ValueError(f"labels must be integers that fit UINT32, got {labels.dtype} {labels[:3]}...")
+    cloud = np.empty(len(points), LABELLED_POINT)
+    for axis, name in enumerate("xyz"):  # three columns, not a loop over points
+        cloud[name] = points[:, axis]
+    cloud["label"] = labels
+    fields = [PointField(name=name, offset=offset, datatype=POINT_FIELD_TYPES[dtype.str], count=1)
+              for name, (dtype, offset) in LABELLED_POINT.fields.items()]
+    return PointCloud2(header=header, height=1, width=len(cloud), fields=fields, is_bigendian=False,
+                       point_step=LABELLED_POINT.itemsize, row_step=cloud.nbytes, data=cloud.tobytes(), is_dense=True)
 
 
 def markers(header: Header, objects: Object3DArray, lifetime_s: float) -> MarkerArray:

@@ -1,4 +1,4 @@
-"""sam_node: colour + aligned depth + CameraInfo in; masks, 3D objects, markers, overlay out.
+"""sam_node: colour + aligned depth + CameraInfo in; masks, 3D objects, their points, markers, overlay out.
 
 The node only adapts messages to the core and back. Subscriptions use sensor-data QoS (best effort,
 which also matches reliable camera publishers); matched frames go through a one-slot hand-off to an
@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
@@ -54,6 +54,7 @@ class SamNode(Node):
 
         self.pub_masks = self.create_publisher(MaskArray, "~/masks", 10)
         self.pub_objects = self.create_publisher(Object3DArray, "~/objects", 10)
+        self.pub_object_points = self.create_publisher(PointCloud2, "~/object_points", qos_profile_sensor_data)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 10)
         self.pub_overlay = self.create_publisher(Image, "~/overlay", qos_profile_sensor_data)
         self.pub_labels = self.create_publisher(Image, "~/label_image", qos_profile_sensor_data)
@@ -183,6 +184,10 @@ class SamNode(Node):
             objects = messages.object_array(objects_header, frame.objects, frame.track_ids, mask_ids,
                                             result.predicted_iou.cpu().tolist(), Z_UP if in_target else UP_IN_OPTICAL_FRAME)
             self.pub_objects.publish(objects)
+            if self.pub_object_points.get_subscription_count():
+                cloud = frame.object_points
+                labels = np.asarray(frame.track_ids, dtype=np.int64)[cloud.index.numpy()]
+                self.pub_object_points.publish(messages.labelled_cloud(objects_header, cloud.points.numpy(), labels))
             if self.pub_markers.get_subscription_count():
                 self.pub_markers.publish(messages.markers(objects_header, objects, MARKER_LIFETIME_S))
         if self.pub_overlay.get_subscription_count() or self.pub_labels.get_subscription_count():

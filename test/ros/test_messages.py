@@ -7,11 +7,12 @@ from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
-from sensor_msgs.msg import RegionOfInterest
+from sensor_msgs.msg import PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
-from rosutil import Spinner, wait_for
+from rosutil import Spinner, decode_cloud, wait_for
 from sam_ros.msg import MaskArray, Object3D, Object3DArray, ObjectMask
+from sam_ros.ros.messages import labelled_cloud
 
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 
@@ -33,6 +34,14 @@ def sample_object_array():
     return Object3DArray(header=Header(frame_id="camera_color_optical_frame"), objects=[obj, bad])
 
 
+CLOUD_POINTS = np.array([[0.1, -0.2, 1.5], [0.3, 0.25, 2.0], [-1.0, 0.0, 3.25]])
+CLOUD_LABELS = np.array([7, 7, 2**32 - 1])
+
+
+def sample_cloud():
+    return labelled_cloud(Header(frame_id="camera_color_optical_frame"), CLOUD_POINTS, CLOUD_LABELS)
+
+
 def same(a, b):
     """Field-by-field equality with float32 tolerance (float32 fields lose precision in transit)."""
     if hasattr(a, "get_fields_and_field_types"):
@@ -44,10 +53,37 @@ def same(a, b):
     return a == b
 
 
-@pytest.mark.parametrize("make", [sample_mask_array, sample_object_array])
+@pytest.mark.parametrize("make", [sample_mask_array, sample_object_array, sample_cloud])
 def test_rclpy_serialisation_round_trip(make):
     msg = make()
     assert same(deserialize_message(serialize_message(msg), type(msg)), msg)
+
+
+def test_labelled_cloud_decodes_back_to_its_points_and_labels():
+    msg = deserialize_message(serialize_message(sample_cloud()), PointCloud2)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1),
+        ("label", 12, PointField.UINT32, 1)]
+    assert (msg.height, msg.width, msg.point_step, msg.is_bigendian, msg.is_dense) == (1, 3, 16, False, True)
+    cloud = decode_cloud(msg)
+    assert np.allclose(np.stack([cloud["x"], cloud["y"], cloud["z"]], 1), CLOUD_POINTS, atol=1e-7)
+    assert cloud["label"].tolist() == CLOUD_LABELS.tolist()
+    assert msg.header.frame_id == "camera_color_optical_frame"
+
+
+def test_empty_and_malformed_clouds():
+    empty = labelled_cloud(Header(), np.zeros((0, 3)), np.zeros(0, np.int64))
+    assert (empty.width, len(empty.data), empty.is_dense) == (0, 0, True)
+    with pytest.raises(ValueError, match="points"):
+        labelled_cloud(Header(), CLOUD_POINTS[:, :2], CLOUD_LABELS)
+    with pytest.raises(ValueError, match="labels"):
+        labelled_cloud(Header(), CLOUD_POINTS, CLOUD_LABELS[:2])
+    with pytest.raises(ValueError, match="finite"):
+        labelled_cloud(Header(), np.where(CLOUD_POINTS > 3, np.nan, CLOUD_POINTS), CLOUD_LABELS)
+    with pytest.raises(ValueError, match="UINT32"):
+        labelled_cloud(Header(), CLOUD_POINTS, np.array([1, -1, 2]))
+    with pytest.raises(ValueError, match="UINT32"):
+        labelled_cloud(Header(), CLOUD_POINTS, np.array([1.5, 2.0, 3.0]))
 
 
 @pytest.fixture(scope="module")

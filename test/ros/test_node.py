@@ -14,11 +14,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from scipy.spatial.transform import Rotation
 from tf2_msgs.msg import TFMessage
 from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from rosutil import Spinner, wait_for
+from rosutil import Spinner, decode_cloud, wait_for
 from sam_ros.camera import PinholeCamera
 from sam_ros.convert import fill_image
 from sam_ros.fusion import depth_to_metres, fuse_masks
@@ -57,10 +57,13 @@ class Camera:
         self.image = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
         self.depth = self.node.create_publisher(Image, "depth", qos_profile_sensor_data)
         self.info = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-        self.masks, self.objects, self.markers = {}, {}, []
+        self.masks, self.objects, self.clouds, self.markers = {}, {}, {}, []
         self.node.create_subscription(MaskArray, "sam_node/masks", lambda m: self.masks.__setitem__(stamp_ns(m), m), 10)
         self.node.create_subscription(Object3DArray, "sam_node/objects",
                                       lambda m: self.objects.__setitem__(stamp_ns(m), m), 10)
+        # sam_node publishes the clouds only to subscribers: this one exists before any frame is sent
+        self.node.create_subscription(PointCloud2, "sam_node/object_points",
+                                      lambda m: self.clouds.__setitem__(stamp_ns(m), m), qos_profile_sensor_data)
         self.node.create_subscription(MarkerArray, "sam_node/markers", self.markers.append, 10)
         self.stamp = 1_000
 
@@ -128,6 +131,77 @@ def test_known_objects_come_back_in_3d(harness, scene, encoding):
     for o in objects.objects:
         assert all(math.isfinite(v) for v in (o.centroid.x, o.centroid.y, o.centroid.z, o.obb_size.x, o.depth_coverage))
     assert wait_for(lambda: any(m.type == Marker.CUBE for arr in camera.markers for m in arr.markers), timeout=10)
+
+
+def points_by_label(cloud):
+    """{label: (P, 3) points} of a decoded labelled PointCloud2."""
+    points = decode_cloud(cloud)
+    xyz = np.stack([points["x"], points["y"], points["z"]], axis=1).astype(np.float64)
+    return {int(label): xyz[points["label"] == label] for label in np.unique(points["label"])}
+
+
+def check_cloud_matches_objects(cloud, objects):
+    """One label per valid object (its tracking id), its points are the ones the object was reduced from."""
+    assert cloud.header == objects.header and cloud.height == 1 and cloud.is_dense
+    valid = {o.id: o for o in objects.objects if o.valid}
+    clouds = points_by_label(cloud)
+    assert set(clouds) == set(valid), "labels must be exactly the ids of the valid objects"
+    for object_id, points in clouds.items():
+        obj = valid[object_id]
+        assert len(points) == obj.point_count
+        assert np.allclose(points.mean(axis=0), (obj.centroid.x, obj.centroid.y, obj.centroid.z), atol=1e-4)
+        low = np.array([obj.aabb_center.position.x - obj.aabb_size.x / 2, obj.aabb_center.position.y -
+                        obj.aabb_size.y / 2, obj.aabb_center.position.z - obj.aabb_size.z / 2])
+        high = low + (obj.aabb_size.x, obj.aabb_size.y, obj.aabb_size.z)
+        outside = np.maximum(low - points, points - high)  # metres beyond the box along each axis, <= 0 inside
+        # the box spans the 1st-99th percentile of each axis: at most 2% out per axis, and those only near it
+        assert (outside <= 1e-4).all(axis=1).mean() >= 0.94, f"object {object_id}'s points are not in its box"
+        assert (outside <= 0.5 * (high - low) + 0.02).all(), f"points of object {object_id} far from its box"
+    return clouds
+
+
+def cloud_and_objects(camera, scene):
+    """sam_node's labelled cloud and objects for one frame of the known scene."""
+    header = camera.next_header()
+    stamp = header_ns(header)
+    assert wait_for(lambda: stamp in camera.clouds and stamp in camera.objects, timeout=120,
+                    action=camera.send(scene.rgb, to_16uc1_mm(scene.depth), "16UC1", scene, header), action_every=10)
+    return camera.clouds[stamp], camera.objects[stamp]
+
+
+def forget_tracks(node, camera, scene):
+    """A blank frame with track_max_age 0 ends all tracks: the next objects' ids differ from their mask ids."""
+    default = node.config.track_max_age
+    assert node.set_parameters([Parameter("track_max_age", value=0)])[0].successful
+    try:
+        header = camera.next_header()
+        blank = np.zeros_like(scene.rgb)
+        assert wait_for(lambda: header_ns(header) in camera.masks, timeout=120,
+                        action=camera.send(blank, to_16uc1_mm(scene.depth), "16UC1", scene, header), action_every=10)
+    finally:
+        node.set_parameters([Parameter("track_max_age", value=default)])
+
+
+def test_object_points_of_the_known_scene(harness, scene):
+    node, camera = harness
+    forget_tracks(node, camera, scene)
+    cloud, objects = cloud_and_objects(camera, scene)
+    assert any(o.id != o.mask_id for o in objects.objects), "labels must be told apart from mask indices"
+    assert cloud.header.frame_id == FRAME
+    clouds = check_cloud_matches_objects(cloud, objects)
+    for object_id, centre in visible_truth(scene).items():
+        distances = [math.dist(points.mean(axis=0), centre) for points in clouds.values()]
+        assert min(distances) < 0.05, f"object {object_id} at {centre} has no points in the cloud"
+    # objects with points, but too few to be valid, stay out of the cloud
+    counts = sorted(o.point_count for o in objects.objects if o.valid)
+    default = node.config.min_valid_points
+    assert node.set_parameters([Parameter("min_valid_points", value=counts[len(counts) // 2])])[0].successful
+    try:
+        cloud, objects = cloud_and_objects(camera, scene)
+        assert any(not o.valid and o.point_count > 0 for o in objects.objects)
+        check_cloud_matches_objects(cloud, objects)
+    finally:
+        node.set_parameters([Parameter("min_valid_points", value=default)])
 
 
 def test_bad_input_is_counted_and_survived(harness, scene):
@@ -224,10 +298,11 @@ def test_objects_in_a_target_frame_through_tf(ros, scene):
             header=Header(frame_id="base_link"), child_frame_id=FRAME,
             transform=Transform(translation=Vector3(x=0.1, y=0.0, z=1.0), rotation=Quaternion(x=x, y=y, z=z, w=w)))]))
         header = camera.next_header()
-        assert wait_for(lambda: header_ns(header) in camera.objects, timeout=120,
-                        action=camera.send(scene.rgb, depth, "16UC1", scene, header), action_every=10)
+        assert wait_for(lambda: header_ns(header) in camera.objects and header_ns(header) in camera.clouds,
+                        timeout=120, action=camera.send(scene.rgb, depth, "16UC1", scene, header), action_every=10)
         objects = camera.objects[header_ns(header)]
         assert objects.header.frame_id == "base_link"
+        check_cloud_matches_objects(camera.clouds[header_ns(header)], objects)
         valid = [o for o in objects.objects if o.valid]
         for object_id, centre in visible_truth(scene).items():
             expected = rotation @ centre + translation
