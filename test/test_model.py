@@ -134,3 +134,16 @@ def test_corrupt_and_mismatched_checkpoints_are_clear_errors(tmp_path):
     torch.save(state, partial)  # a raw state dict is taken as MobileSAM: wrong shapes and keys
     with pytest.raises(ValueError, match="missing keys"):
         load_sam(partial)
+
+
+def test_transformer_leaves_the_callers_image_embedding_untouched():
+    """Later layers accumulate into their own image tokens in place; the caller's embedding is never written."""
+    torch.manual_seed(6)
+    model = build_sam(TINY)
+    c, s = TINY.prompt_embed_dim, TINY.embedding_size
+    embedding = torch.randn(3, c, s, s)  # prompt-specific, as with mask prompts
+    before = embedding.clone()
+    tokens = torch.randn(3, 7, c)
+    with torch.inference_mode():
+        model.mask_decoder.transformer(embedding, model.prompt_encoder.get_dense_pe(), tokens)
+    assert torch.equal(embedding, before)

@@ -92,12 +92,14 @@ def token_to_image(attn: Attention, queries: Tensor, keys: Tensor, k_heads: Tens
     return attn.merge(out)
 
 
-def image_to_token(attn: Attention, keys: Tensor, q_pe: Tensor, queries: Tensor, query_pe: Tensor) -> Tensor:
+def image_to_token(attn: Attention, keys: Tensor, q_pe: Tensor, queries: Tensor, query_pe: Tensor,
+                   overwrite_keys: bool = False) -> Tensor:
     """Image tokens ``keys`` (1 or B, HW, C) attend to each prompt's tokens; returns ``keys + attention``.
 
     ``q_pe`` is ``q_proj(image_pe)`` (1, HW, D). Shared image tokens are projected once; prompt-specific
     ones meet the token side's keys folded through the query projection, and the output projection is
-    folded into the values, so no (B, HW, D) tensor is made.
+    folded into the values, so no (B, HW, D) tensor is made. With ``overwrite_keys`` (keys the caller no
+    longer needs) and no autograd, the sum is accumulated into ``keys`` itself.
     """
     b, t, _ = queries.shape
     h = attn.num_heads
@@ -114,7 +116,7 @@ def image_to_token(attn: Attention, keys: Tensor, q_pe: Tensor, queries: Tensor,
     out_weight = attn.out_proj.weight.view(-1, h, v.shape[-1])  # (C, H, d)
     # The output bias rides on the values: each image token's weights sum to one per head, H in all.
     values = torch.einsum("bhtd,chd->bhtc", v, out_weight).reshape(b, h * t, -1) + attn.out_proj.bias / h
-    if keys.shape[0] > 1 and not torch.is_grad_enabled():  # accumulate in place: keys are not needed again
+    if overwrite_keys and keys.shape[0] > 1 and not torch.is_grad_enabled():
         return keys.baddbmm_(weights.transpose(1, 2), values)
     return torch.baddbmm(keys, weights.transpose(1, 2), values)
 
@@ -133,8 +135,12 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor]:
-        """queries (B, T, C); keys (1 or B, HW, C); key_pe (1, HW, C). Returns keys as (B, HW, C)."""
+    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
+                overwrite_keys: bool = False) -> tuple[Tensor, Tensor]:
+        """queries (B, T, C); keys (1 or B, HW, C); key_pe (1, HW, C). Returns keys as (B, HW, C).
+
+        ``overwrite_keys``: the input keys may be reused for the output (they were made by an earlier layer).
+        """
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -148,7 +154,7 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm3(queries + self.mlp(queries))
 
         i2t = self.cross_attn_image_to_token
-        keys = self.norm4(image_to_token(i2t, keys, i2t.q_proj(key_pe), queries, query_pe))
+        keys = self.norm4(image_to_token(i2t, keys, i2t.q_proj(key_pe), queries, query_pe, overwrite_keys))
         return queries, keys
 
 
@@ -170,8 +176,8 @@ class TwoWayTransformer(nn.Module):
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        for i, layer in enumerate(self.layers):  # the first layer's keys are the caller's: never overwritten
+            queries, keys = layer(queries, keys, point_embedding, key_pe, overwrite_keys=i > 0)
         final = self.final_attn_token_to_image
         attn_out = token_to_image(final, queries + point_embedding, keys, *image_key_heads(final, keys, key_pe))
         queries = self.norm_final_attn(queries + attn_out)
