@@ -7,6 +7,7 @@ import torch
 
 from .filters import stability_score
 from .model import Sam
+from .model.mask_decoder import MaskDecoder
 from .prompts.base import EncodedImage
 
 # Working memory per prompt, in copies of its image tokens (MobileSAM fp32: 64x64x256 = 4 MiB), as measured:
@@ -67,30 +68,36 @@ def decode_points(model: Sam, encoded: EncodedImage, points: torch.Tensor, *, pr
     device = encoded.embedding.device
     points = points.to(device=device, dtype=torch.float32)
     if points.numel() == 0:
-        return _empty(model, encoded)
+        return _empty(encoded)
     fits = prompts_per_call(encoded.embedding, max_memory_mb)
     chunk = -(-points.shape[0] // -(-points.shape[0] // fits))  # ceil(N / number of chunks)
     encoder, decoder = model.prompt_encoder, model.mask_decoder
     dense_pe = encoder.get_dense_pe().to(encoded.embedding.dtype)
     no_mask = encoder.dense_no_mask()
     batches = []
-    for start in range(0, points.shape[0], chunk):
+    for start in range(0, points.shape[0], chunk):  # each chunk's image tokens are freed before the next
         part = points[start:start + chunk]
         coords = encoded.to_input(part)[:, None, :]
         labels = torch.ones(coords.shape[:2], device=device, dtype=torch.int64)
         sparse = encoder.embed_points(coords, labels).to(encoded.embedding.dtype)
-        decoded = decoder.decode_tokens(encoded.embedding, dense_pe, sparse, no_mask)
-        iou = decoded.iou_pred[:, 1:].float()  # the three multimask outputs
-        prompt_index, token_index = torch.nonzero(iou > pred_iou_thresh, as_tuple=True)
-        if prompt_index.numel() == 0:
-            continue
-        logits = decoder.upscale_masks(decoded, prompt_index, token_index + 1,
-                                       upscale_prompts_per_pass(encoded.embedding)).float()
-        stability = stability_score(valid_region(logits, encoded), mask_threshold, stability_offset)
-        keep = stability >= stability_thresh
-        batches.append(MaskBatch(logits[keep], iou[prompt_index, token_index][keep], stability[keep],
-                                 part[prompt_index[keep]]))
-    return MaskBatch.cat(batches) if batches else _empty(model, encoded)
+        batches.append(_decode_chunk(decoder, encoded, sparse, part, dense_pe, no_mask, pred_iou_thresh,
+                                     stability_thresh, stability_offset, mask_threshold))
+    return MaskBatch.cat(batches)
+
+
+def _decode_chunk(decoder: MaskDecoder, encoded: EncodedImage, sparse: torch.Tensor, points: torch.Tensor,
+                  dense_pe: torch.Tensor, no_mask: torch.Tensor, pred_iou_thresh: float, stability_thresh: float,
+                  stability_offset: float, mask_threshold: float) -> MaskBatch:
+    decoded = decoder.decode_tokens(encoded.embedding, dense_pe, sparse, no_mask)
+    iou = decoded.iou_pred[:, 1:].float()  # the three multimask outputs
+    prompt_index, token_index = torch.nonzero(iou > pred_iou_thresh, as_tuple=True)
+    if prompt_index.numel() == 0:
+        return _empty(encoded)
+    logits = decoder.upscale_masks(decoded, prompt_index, token_index + 1,
+                                   upscale_prompts_per_pass(encoded.embedding)).float()
+    stability = stability_score(valid_region(logits, encoded), mask_threshold, stability_offset)
+    keep = stability >= stability_thresh
+    return MaskBatch(logits[keep], iou[prompt_index, token_index][keep], stability[keep], points[prompt_index[keep]])
 
 
 def valid_region(lowres: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
@@ -99,7 +106,7 @@ def valid_region(lowres: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
     return lowres[:, :(h_in + 3) // 4, :(w_in + 3) // 4]
 
 
-def _empty(model: Sam, encoded: EncodedImage) -> MaskBatch:
+def _empty(encoded: EncodedImage) -> MaskBatch:
     s = 4 * encoded.embedding.shape[-1]
     device = encoded.embedding.device
     return MaskBatch(torch.empty(0, s, s, device=device), torch.empty(0, device=device),
