@@ -89,17 +89,21 @@ class Segmenter:
             model, _ = load_sam(config.checkpoint or None, self.device, self.dtype)
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
-        self._predictor: PromptPredictor | None = None
+        self._predictor: tuple[str, PromptPredictor] | None = None  # (file, predictor) of the last one loaded
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
 
-    def update(self, config: SamRosConfig) -> None:
-        """Apply a new configuration to the next frame; model, device or dtype changes need a new Segmenter."""
+    def check(self, config: SamRosConfig) -> PromptStrategy:
+        """The prompt strategy ``config`` needs (loading a new AoP predictor), or why it cannot apply."""
         changed = [name for name in MODEL_FIELDS if getattr(config, name) != getattr(self.config, name)]
         if changed:
             raise ValueError(f"changing {', '.join(changed)} needs a restart")
-        self.strategy = self._strategy(config)
+        return self._strategy(config)
+
+    def update(self, config: SamRosConfig) -> None:
+        """Apply a new configuration; call it between frames (``run`` reads ``self.config`` in several stages)."""
+        self.strategy = self.check(config)
         # New gates apply to the tracks already held: objects keep their ids across a parameter change.
         self.tracker.max_distance, self.tracker.min_iou, self.tracker.max_age = (
             config.track_max_distance, config.track_min_iou, config.track_max_age)
@@ -112,22 +116,22 @@ class Segmenter:
                           config.aop_spacing, config.aop_elim_thresh, config.aop_fill_grid, config.mask_threshold)
 
     def _prompt_predictor(self, config: SamRosConfig) -> PromptPredictor:
-        """The AoP predictor, loaded on first use and checked against the model's embedding size."""
-        if self._predictor is None:
-            path = config.aop_checkpoint
-            if not path:
-                try:
-                    path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
-                except CheckpointNotFoundError:
-                    raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
-                                            "(there is no model file to look beside)") from None
+        """The AoP predictor, loaded when first needed or when its file changes, checked against the model."""
+        path = config.aop_checkpoint
+        if not path:
+            try:
+                path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
+            except CheckpointNotFoundError:
+                raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
+                                        "(there is no model file to look beside)") from None
+        if self._predictor is None or self._predictor[0] != str(path):
             predictor, _ = load_predictor(path, self.device, self.dtype)
             channels = self.model.prompt_encoder.embed_dim
             if predictor.embed_dim != channels:
                 raise ValueError(f"AoP predictor {path} was trained for {predictor.embed_dim}-channel embeddings, "
                                  f"this model has {channels}: train one for it (python -m sam_ros.train.train_aop)")
-            self._predictor = predictor
-        return self._predictor
+            self._predictor = (str(path), predictor)
+        return self._predictor[1]
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> EncodedImage:
