@@ -89,6 +89,32 @@ class SamRosConfig:
     target_frame: str = _param("", "Express objects in this TF frame (e.g. base_link, map; z up) using /tf and "
                                "/tf_static; '' = the camera's optical frame")
 
+    # --- scene: structure, refined masks, parts, support -------------------------------------
+    scene_stride: int = _param(2, "The scene stage (planes, refinement, fusion) uses every n-th pixel of each row "
+                               "and column; 1 = all pixels", low=1, high=8, dynamic=True)
+    depth_sigma_at_1m: float = _param(0.002, "Depth noise sigma (m) at 1 m; it grows with z^2 (stereo, structured "
+                                      "light)", low=0.0, high=0.1, dynamic=True)
+    plane_band_sigmas: float = _param(3.0, "A point within this many depth-noise sigmas of a plane lies on it",
+                                      low=0.5, high=20.0, dynamic=True)
+    plane_min_band: float = _param(0.01, "Narrowest plane band (m), for near points", low=0.0, high=0.5,
+                                   dynamic=True)
+    plane_min_extent: float = _param(0.7, "A plane is structure (floor, wall, table top) when its largest connected "
+                                     "patch is at least this long (m)", low=0.05, high=100.0, dynamic=True)
+    max_planes: int = _param(6, "Most structure planes found per frame", low=0, high=20, dynamic=True)
+    structure_fraction: float = _param(0.7, "A mask with at least this fraction of its depth on one structure plane "
+                                       "is structure, not an object", low=0.0, high=1.0, dynamic=True)
+    depth_jump_ratio: float = _param(0.04, "Neighbouring pixels whose depths differ by more than this fraction are "
+                                     "on two sides of a discontinuity (object masks are cut there)",
+                                     low=0.001, high=1.0, dynamic=True)
+    part_containment: float = _param(0.85, "A mask with at least this fraction of its pixels inside a larger mask "
+                                     "is its part", low=0.5, high=1.0, dynamic=True)
+    fuse_parts: bool = _param(False, "Also make parts (masks inside a larger object mask) 3D objects",
+                              dynamic=True)
+    support_tolerance: float = _param(0.03, "An object rests on a plane or object whose top is within this (m, plus "
+                                      "the plane band) of its bottom", low=0.0, high=1.0, dynamic=True)
+    publish_structure: bool = _param(False, "Also put structure (floor, walls, table tops) on ~/objects; it always "
+                                     "goes on ~/structure", dynamic=True)
+
     # --- tracking --------------------------------------------------------------------------
     track_max_distance: float = _param(0.3, "Max 3D centroid distance (m) to keep an object's id",
                                        low=0.0, high=10.0, dynamic=True)

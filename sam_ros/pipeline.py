@@ -17,7 +17,10 @@ from .camera import PinholeCamera
 from .config import SamRosConfig
 from .decode import MaskBatch, decode_points, valid_region
 from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_edge, upsample_to_frame
-from .fusion import Object3DEstimate, ObjectPoints, depth_to_metres, estimate_objects, object_points
+from .scene.boxes import BoxContinuity, box_rotation
+from .scene.fusion import Object3DEstimate, ObjectPoints, depth_to_metres
+from .scene.planes import Plane
+from .scene.stage import Scene, analyse_scene
 from .image import preprocess
 from .masks import MaskRecord
 from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
@@ -66,7 +69,9 @@ class Frame:
     track_ids: list[int]                         # one per mask, stable across frames
     objects: list[Object3DEstimate] | None       # one per mask; None without depth (or use_depth off)
     timings_ms: dict[str, float]                 # the segmentation's, plus fusion and tracking
-    object_points: ObjectPoints | None = None    # the points of the valid objects, as ``objects``; None without depth
+    object_points: ObjectPoints | None = None    # the points of the published objects (Scene.published); None without depth
+    planes: list[Plane] | None = None            # structure planes (floor, walls, table tops); None without depth
+    up: np.ndarray | None = None                 # the objects' frame's vertical (given, or estimated from the floor)
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -93,6 +98,7 @@ class Segmenter:
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
+        self.boxes = BoxContinuity()
 
     def check(self, config: SamRosConfig) -> PromptStrategy:
         """The prompt strategy ``config`` needs (loading a new AoP predictor), or why it cannot apply."""
@@ -205,28 +211,42 @@ class Segmenter:
                                  f"{(camera.height, camera.width)} (height, width); align depth to colour")
         result = self.segment(rgb)
         timings = dict(result.timings_ms)
-        objects = points = None
-        with self._timed(timings, "fusion_ms"):
+        scene = None
+        with self._timed(timings, "scene_ms"):
             if fuse:
-                objects, points = self._fuse(result.masks, depth, camera, camera_to_target)
+                scene = self._scene(result, depth, camera, camera_to_target)
         with self._timed(timings, "tracking_ms"):
+            objects = scene.objects if scene is not None else None
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))
             track_ids = self.tracker.update(result.masks, centroids)
+            if scene is not None:
+                self._continuous_boxes(scene, track_ids)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
-        return Frame(result, track_ids, objects, timings, points)
+        if scene is None:
+            return Frame(result, track_ids, None, timings)
+        timings.update(scene.timings_ms)  # the scene stage's steps, inside scene_ms
+        points = scene.points.select(scene.published(self.config.fuse_parts))
+        return Frame(result, track_ids, scene.objects, timings, points, scene.planes, scene.up)
 
-    def _fuse(self, masks: torch.Tensor, depth: np.ndarray, camera: PinholeCamera,
-              camera_to_target: np.ndarray | None) -> tuple[list[Object3DEstimate], ObjectPoints]:
-        """Each mask's 3D estimate, and the points of the valid ones (from one pass over the depth)."""
+    def _scene(self, result: SegmentationResult, depth: np.ndarray, camera: PinholeCamera,
+               camera_to_target: np.ndarray | None) -> Scene:
+        """Structure, objects, parts, 3D geometry and support of the frame's masks (see scene.stage)."""
         config = self.config
         depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
-        points = object_points(masks, depth_m, camera, erosion_px=config.erosion_px,
-                               min_valid_points=config.min_valid_points, rays=self._camera_rays(camera),
-                               transform=camera_to_target)
-        objects = estimate_objects(points, min_valid_points=config.min_valid_points,
-                                   up=None if camera_to_target is None else Z_UP)
-        return objects, points.select(points.valid(config.min_valid_points))
+        return analyse_scene(result.masks, depth_m, camera, result.points.cpu().numpy(), config,
+                             transform=camera_to_target, up=None if camera_to_target is None else Z_UP,
+                             rays=self._camera_rays(camera))
+
+    def _continuous_boxes(self, scene: Scene, track_ids: list[int]) -> None:
+        """Each track's box as the equivalent of this frame's box whose yaw is nearest the track's last one."""
+        boxes = self.boxes.update(track_ids, [o.obb_yaw if o.valid else None for o in scene.objects],
+                                  [o.obb_size if o.valid else None for o in scene.objects])
+        for estimate, box in zip(scene.objects, boxes):
+            if box is not None:
+                estimate.obb_yaw, estimate.obb_size = box
+                estimate.obb_rotation = box_rotation(scene.up, estimate.obb_yaw)
+        self.boxes.forget_except({t.id for t in self.tracker.tracks})
 
     def _camera_rays(self, camera: PinholeCamera) -> np.ndarray:
         """Pixel rays of the camera, computed once per calibration (undistortion is not free)."""

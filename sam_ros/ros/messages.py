@@ -13,7 +13,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from sam_ros.msg import MaskArray, Object3D, Object3DArray, ObjectMask
 
-from ..fusion import Object3DEstimate
+from ..scene.fusion import Object3DEstimate
 from ..masks import rle_counts
 from ..pipeline import SegmentationResult
 from ..transforms import TransformBuffer

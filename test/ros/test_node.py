@@ -21,7 +21,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from rosutil import Spinner, decode_cloud, wait_for
 from sam_ros.camera import PinholeCamera
 from sam_ros.convert import fill_image
-from sam_ros.fusion import depth_to_metres, fuse_masks
+from sam_ros.scene.fusion import depth_to_metres, fuse_masks
 from sam_ros.model import BUNDLED_PARAMS
 from sam_ros.msg import MaskArray, Object3DArray
 from sam_ros.ros.node import SamNode, stamp_ns

@@ -1,0 +1,90 @@
+"""The oriented-box convention, and boxes that keep their orientation from frame to frame.
+
+Every oriented box is a yaw about "up": its local x is the major horizontal axis when first seen,
+y the minor horizontal axis, z up; ``size`` is the extent along exactly those axes, and the rotation
+maps local axes to the frame the box is expressed in (columns x, y, z). Yaw is measured about up
+from the frame's x axis projected onto the horizontal plane (from its z axis when x is vertical).
+
+A rectangle seen from above is the same box at yaw + k * 90 degrees with x and y extents swapped
+for odd k, so a nearly square box can flip by 90 degrees between frames when noise swaps which
+side is longer. ``nearest_equivalent`` picks, of those four equivalent boxes, the one whose yaw is
+closest to the track's last yaw; ``BoxContinuity`` holds that yaw per track id.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def reference_axes(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal axes (yaw 0 and yaw 90 degrees) of a frame whose unit vertical is ``up``."""
+    helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) <= 0.9 else np.array([0.0, 0.0, 1.0])
+    axis_a = helper - (helper @ up) * up
+    axis_a /= np.linalg.norm(axis_a)
+    return axis_a, np.cross(up, axis_a)
+
+
+def box_rotation(up: np.ndarray, yaw: float) -> np.ndarray:
+    """(3, 3) rotation whose columns are the box's x (yaw direction), y (up x x) and z (up) axes."""
+    axis_a, axis_b = reference_axes(up)
+    major = math.cos(yaw) * axis_a + math.sin(yaw) * axis_b
+    return np.stack([major, np.cross(up, major), up], axis=1)
+
+
+def rotation_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w) unit quaternion of a proper rotation matrix (Shepperd's method)."""
+    m = rotation
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
+    else:
+        i = int(np.argmax(np.diag(m)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * math.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
+        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
+        q[i] = 0.25 * s
+        q[j] = (m[j, i] + m[i, j]) / s
+        q[k] = (m[k, i] + m[i, k]) / s
+    norm = math.sqrt(sum(v * v for v in q))
+    return tuple(float(v / norm) for v in q)
+
+
+def wrap_angle(angle: float) -> float:
+    """The angle in [-pi, pi)."""
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def nearest_equivalent(last_yaw: float, yaw: float, size: np.ndarray) -> tuple[float, np.ndarray]:
+    """Of the four yaws that describe the same box (yaw + k * 90 degrees, x/y extents swapped for odd k),
+    the one nearest ``last_yaw``, with its (x, y, z) size."""
+    steps = round(wrap_angle(last_yaw - yaw) / (math.pi / 2))
+    new_yaw = wrap_angle(yaw + steps * math.pi / 2)
+    size = np.asarray(size, dtype=np.float64)
+    return new_yaw, (size[[1, 0, 2]] if steps % 2 else size.copy())
+
+
+class BoxContinuity:
+    """The last yaw of each track id, so that each new box of the track is its nearest equivalent."""
+
+    def __init__(self) -> None:
+        self.last_yaw: dict[int, float] = {}
+
+    def update(self, track_ids: list[int], yaws: list[float | None], sizes: list[np.ndarray | None]
+               ) -> list[tuple[float, np.ndarray] | None]:
+        """Continuous (yaw, size) per entry (None where the entry has no box); forgets ids not given."""
+        out = []
+        for track_id, yaw, size in zip(track_ids, yaws, sizes):
+            if yaw is None:
+                out.append(None)
+                continue
+            if track_id in self.last_yaw:
+                yaw, size = nearest_equivalent(self.last_yaw[track_id], yaw, size)
+            self.last_yaw[track_id] = yaw
+            out.append((yaw, np.asarray(size, dtype=np.float64)))
+        return out
+
+    def forget_except(self, alive: set[int]) -> None:
+        """Drop the yaws of tracks that ended."""
+        self.last_yaw = {k: v for k, v in self.last_yaw.items() if k in alive}

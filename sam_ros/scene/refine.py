@@ -1,0 +1,104 @@
+"""Masks cut to what depth says belongs to them: structure vs objects, and each object's own surface.
+
+A mask whose valid depth lies mostly within the band of one structure plane is structure (the floor,
+a wall, a table top). Every other mask is an object, and its 3D geometry comes from its own surface
+only: pixels within the band of any structure plane (the floor around its base, the table under it,
+the wall behind it) are removed, and so is everything a depth discontinuity separates from the
+region its prompt lies in (a mask that bleeds over the silhouette onto the background, or into a
+neighbouring object at another depth). Regions are one labelling of the whole image, not one per mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .planes import Plane, plane_band
+
+FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclass
+class Refinement:
+    """Per mask (N,): structure or object, its plane, and which of its grid pixels are its own surface."""
+
+    structure: np.ndarray   # (N,) bool
+    plane: np.ndarray       # (N,) int index into the planes, -1 for objects
+    keep: np.ndarray        # (N, h, w) bool: the refined masks on the grid (structure masks: unchanged)
+    on_plane: np.ndarray    # (h, w) bool: grid pixels within the band of a structure plane
+
+
+def on_planes(points: np.ndarray, z: np.ndarray, planes: list[Plane], sigma_at_1m: float, band_sigmas: float,
+              min_band: float) -> np.ndarray:
+    """(K, h, w) bool: grid pixels within the noise band of each plane (False where depth is invalid)."""
+    if not planes:
+        return np.zeros((0, *z.shape), bool)
+    band = plane_band(z, sigma_at_1m, band_sigmas, min_band)
+    normals = np.stack([p.normal for p in planes])
+    offsets = np.array([p.offset for p in planes])
+    with np.errstate(invalid="ignore"):
+        distance = np.abs(np.einsum("hwc,kc->khw", points, normals) - offsets[:, None, None])
+        return distance <= band
+
+
+def depth_regions(z: np.ndarray, excluded: np.ndarray, jump_ratio: float) -> np.ndarray:
+    """(h, w) int labels of depth-continuous regions; 0 = no depth, excluded, or beside a depth jump.
+
+    Neighbours whose depths differ by more than ``jump_ratio`` of the nearer one are on two sides of a
+    discontinuity: both are left out, so the regions on either side are not connected.
+    """
+    valid = np.isfinite(z)
+    filled = np.where(valid, z, 0.0)
+    jump = np.zeros(z.shape, bool)
+    for axis in (0, 1):
+        a = filled.take(range(0, z.shape[axis] - 1), axis=axis)
+        b = filled.take(range(1, z.shape[axis]), axis=axis)
+        both = valid.take(range(0, z.shape[axis] - 1), axis=axis) & valid.take(range(1, z.shape[axis]), axis=axis)
+        edge = both & (np.abs(a - b) > jump_ratio * np.minimum(a, b))
+        if axis == 0:
+            jump[:-1] |= edge
+            jump[1:] |= edge
+        else:
+            jump[:, :-1] |= edge
+            jump[:, 1:] |= edge
+    labels, _ = ndimage.label(valid & ~excluded & ~jump, structure=FOUR_CONNECTED)
+    return labels
+
+
+def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Plane], prompts: np.ndarray, *,
+           sigma_at_1m: float, band_sigmas: float, min_band: float, structure_fraction: float,
+           jump_ratio: float, min_points: int) -> Refinement:
+    """Classify and refine (N, h, w) grid masks; ``prompts`` (N, 2) are their prompt pixels (x, y) on the grid."""
+    n, h, w = masks.shape
+    planar = on_planes(points, z, planes, sigma_at_1m, band_sigmas, min_band)
+    flat = masks.reshape(n, h * w)
+    finite = np.isfinite(z).reshape(-1)
+    valid_count = flat @ finite.astype(np.float32)
+    fractions = (flat.astype(np.float32) @ planar.reshape(len(planes), h * w).T.astype(np.float32)
+                 if planes else np.zeros((n, 0), np.float32))
+    fractions = fractions / np.maximum(valid_count, 1)[:, None]
+    best = fractions.argmax(1) if planes else np.zeros(n, np.int64)
+    structure = ((fractions.max(1) if planes else np.zeros(n)) >= structure_fraction) & (valid_count >= min_points)
+    on_plane = planar.any(0)
+
+    regions = depth_regions(z, on_plane, jump_ratio)
+    main = _main_regions(masks, regions, prompts)
+    keep = masks & (structure[:, None, None] | ((regions[None] == main[:, None, None]) & (main[:, None, None] > 0)))
+    return Refinement(structure, np.where(structure, best, -1), keep, on_plane)
+
+
+def _main_regions(masks: np.ndarray, regions: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+    """Per mask, the region its prompt lies in, or (prompt off the mask's depth) the region covering most of it."""
+    n, h, w = masks.shape
+    px = np.clip(np.round(prompts[:, 0]).astype(np.int64), 0, w - 1)
+    py = np.clip(np.round(prompts[:, 1]).astype(np.int64), 0, h - 1)
+    main = regions[py, px]
+    lost = np.nonzero(~(masks[np.arange(n), py, px] & (main > 0)))[0]
+    if lost.size:
+        count = int(regions.max()) + 1
+        index, ys, xs = np.nonzero(masks[lost])
+        histogram = np.bincount(index * count + regions[ys, xs], minlength=lost.size * count).reshape(lost.size, count)
+        histogram[:, 0] = 0
+        main[lost] = np.where(histogram.max(1) > 0, histogram.argmax(1), 0)
+    return main
