@@ -92,7 +92,8 @@ class SamRosConfig:
                               dynamic=True)
     erosion_px: int = _param(1, "Pixels eroded from each mask edge before using its depth (flying pixels)",
                              low=0, high=50, dynamic=True)
-    min_valid_points: int = _param(30, "Objects with fewer valid depth points are flagged invalid",
+    min_valid_points: int = _param(30, "Objects with fewer valid depth points (on the scene_stride grid) are flagged "
+                                   "invalid",
                                    low=1, high=1_000_000, dynamic=True)
     target_frame: str = _param("", "Express objects in this TF frame (e.g. base_link, map; z up) using /tf and "
                                "/tf_static; '' = the camera's optical frame")

@@ -37,14 +37,13 @@ from ..config import SamRosConfig, fields_info
 from ..convert import colour_to_rgb, compressed_to_rgb, depth_image, fill_image
 from ..diagnostics import FrameStats, health
 from ..masks import label_image
-from ..pipeline import Z_UP, Segmenter
+from ..pipeline import Segmenter
 from ..sync import ApproximateTimeSynchronizer, LatestSlot
 from ..transforms import TransformBuffer, TransformUnavailable
 from ..visualize import overlay
 from . import messages
 from .messages import stamp_ns
 
-UP_IN_OPTICAL_FRAME = np.array([0.0, -1.0, 0.0])  # REP 103: y points down in a camera optical frame
 MARKER_LIFETIME_S = 1.0
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -135,12 +134,13 @@ class SamNode(LifecycleNode):
                                    qos(c.qos_points_reliability, c.qos_points_depth))
         self.pub_masks = self.create_lifecycle_publisher(MaskArray, "~/masks", results)
         self.pub_objects = self.create_lifecycle_publisher(Object3DArray, "~/objects", results)
+        self.pub_structure = self.create_lifecycle_publisher(Object3DArray, "~/structure", results)
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", results)
         self.pub_object_points = self.create_lifecycle_publisher(PointCloud2, "~/object_points", points)
         self.pub_overlay = self.create_lifecycle_publisher(Image, "~/overlay", images)
         self.pub_labels = self.create_lifecycle_publisher(Image, "~/label_image", images)
         self.pub_diagnostics = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._publishers_made = [self.pub_masks, self.pub_objects, self.pub_markers, self.pub_object_points,
+        self._publishers_made = [self.pub_masks, self.pub_objects, self.pub_structure, self.pub_markers, self.pub_object_points,
                                  self.pub_overlay, self.pub_labels, self.pub_diagnostics]
 
     def _subscribe(self) -> None:
@@ -325,21 +325,29 @@ class SamNode(LifecycleNode):
         frame = self.segmenter.run(rgb, depth, camera, camera_to_target)
         result = frame.segmentation
         mask_ids = list(range(1, len(result) + 1))
-        self.pub_masks.publish(messages.mask_array(header, result, mask_ids))
+        parents = [o.parent for o in frame.objects] if frame.objects is not None else None
+        self.pub_masks.publish(messages.mask_array(header, result, mask_ids, parents))
         if frame.objects is not None:
             if frame.objects and not any(o.valid for o in frame.objects):
                 self.counters["frames_without_valid_depth"] += 1
             in_target = camera_to_target is not None
             objects_header = Header(stamp=header.stamp, frame_id=config.target_frame) if in_target else header
-            objects = messages.object_array(objects_header, frame.objects, frame.track_ids, mask_ids,
-                                            result.predicted_iou.cpu().tolist(), Z_UP if in_target else UP_IN_OPTICAL_FRAME)
+            scores = result.predicted_iou.cpu().tolist()
+            is_structure = [o.kind == "structure" for o in frame.objects]
+            is_object = [not s and (o.parent < 0 or config.fuse_parts) for o, s in zip(frame.objects, is_structure)]
+            on_objects = [o or (s and config.publish_structure) for o, s in zip(is_object, is_structure)]
+            objects = messages.object_array(objects_header, frame.objects, frame.track_ids, mask_ids, scores, on_objects)
+            structure = messages.object_array(objects_header, frame.objects, frame.track_ids, mask_ids, scores,
+                                              is_structure)
             self.pub_objects.publish(objects)
+            self.pub_structure.publish(structure)
             if self.pub_object_points.get_subscription_count():
                 cloud = frame.object_points
                 labels = np.asarray(frame.track_ids, dtype=np.int64)[cloud.index.numpy()]
                 self.pub_object_points.publish(messages.labelled_cloud(objects_header, cloud.points.numpy(), labels))
             if self.pub_markers.get_subscription_count():
-                self.pub_markers.publish(messages.markers(objects_header, objects, MARKER_LIFETIME_S))
+                shown = messages.object_array(objects_header, frame.objects, frame.track_ids, mask_ids, scores, is_object)
+                self.pub_markers.publish(messages.markers(objects_header, shown, MARKER_LIFETIME_S, structure))
         if self.pub_overlay.get_subscription_count() or self.pub_labels.get_subscription_count():
             labels = label_image(result.masks, torch.tensor(frame.track_ids, dtype=torch.int32)).cpu().numpy()
             if self.pub_overlay.get_subscription_count():

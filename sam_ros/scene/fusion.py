@@ -268,6 +268,7 @@ def _estimates(cloud: ObjectPoints, min_valid_points: int, up: np.ndarray) -> li
     a, b = rel @ axis_a, rel @ axis_b
     vertical = segment_quantiles(index, points @ up, n, qs)
     yaw = _min_area_yaw(index, a, b, n)
+    yaw = np.where(_extent_along(index, a, b, yaw, n, 0) < _extent_along(index, a, b, yaw, n, 1), yaw + np.pi / 2, yaw)
     c, s = np.cos(yaw)[index], np.sin(yaw)[index]
     along = np.stack([a * c + b * s, -a * s + b * c], 1)
     low_h, high_h = segment_extent(index, along, n)
@@ -291,6 +292,14 @@ def _estimates(cloud: ObjectPoints, min_valid_points: int, up: np.ndarray) -> li
             float(yaw[i]), int(counts[i]), float(coverage[i]), obb_rotation=rotation,
             bottom=float(vertical[i, 0]), top=float(vertical[i, 1])))
     return out
+
+
+def _extent_along(index: np.ndarray, a: np.ndarray, b: np.ndarray, yaw: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """Per segment, the extent of its (a, b) points along its yaw direction (axis 0) or across it (axis 1)."""
+    c, s = np.cos(yaw)[index], np.sin(yaw)[index]
+    along = a * c + b * s if axis == 0 else -a * s + b * c
+    low, high = segment_extent(index, along[:, None], n)
+    return (high - low)[:, 0]
 
 
 def _min_area_yaw(index: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:

@@ -88,7 +88,7 @@ def find_planes(points: np.ndarray, z: np.ndarray, camera_position: np.ndarray, 
             break
         remaining &= ~inlier
         patch = _largest_patch(inlier, rows, cols, (h, w))
-        if patch.sum() < 3:
+        if _interior(patch, rows, cols, (h, w)) < min_points // 2:  # coincidences or a plane seen edge-on
             continue
         if normal @ camera_position - offset < 0:  # face the camera
             normal, offset = -normal, -offset
@@ -146,6 +146,13 @@ def _largest_patch(inlier, rows, cols, shape) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return inlier & (labels[rows, cols] == sizes.argmax())
+
+
+def _interior(patch, rows, cols, shape) -> int:
+    """Grid points of the patch whose four neighbours are in it too: a surface has an inside, a line does not."""
+    image = np.zeros(shape, bool)
+    image[rows[patch], cols[patch]] = True
+    return int(ndimage.binary_erosion(image, structure=ndimage.generate_binary_structure(2, 1)).sum())
 
 
 def _patch_box(points: np.ndarray, normal: np.ndarray):

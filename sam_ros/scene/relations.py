@@ -1,10 +1,12 @@
 """What rests on what: each object's support, a small 3D scene graph.
 
-An object rests on the highest thing beneath it whose top meets its bottom within a tolerance: a
-horizontal structure plane (the floor, or a table top whose patch it stands on) or another object
-whose footprint it overlaps. Bottoms and tops are the 1st/99th percentiles of the visible points
-along up; the tolerance is the plane band at the object's distance (refinement removed that much of
-its base) plus ``tolerance`` metres.
+An object rests on the highest thing beneath it: of the horizontal structure planes under its
+footprint (the floor, or a table top whose patch it stands over) and the objects whose footprints
+it overlaps, the one with the highest top that is not above the object's bottom (within a
+tolerance). Nothing floats, so a gap between the two is what the camera could not see (a cup seen
+from straight above shows only its rim), not air. Bottoms and tops are the 1st/99th percentiles of
+the visible points along up; the tolerance is the plane band at the object's distance (refinement
+removed that much of its base) plus ``tolerance`` metres.
 """
 from __future__ import annotations
 
@@ -32,14 +34,14 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
             plane = planes[k]
             height = _plane_height_under(plane, below.centroid, up)
             under = below.centroid - (below.centroid @ up - height) * up
-            if abs(below.bottom - height) <= gate and (plane.kind == FLOOR or plane.covers(under, gate)):
+            if height <= below.bottom + gate and (plane.kind == FLOOR or plane.covers(under, gate)):
                 if height > best_height:
                     best_height, best = height, (plane_masks[k], plane.kind)
         for j in objects:
             other = estimates[j]
             if j == i or other.centroid @ up >= below.centroid @ up:
                 continue
-            if abs(below.bottom - other.top) <= gate and _overlaps(below, other, up) and other.top > best_height:
+            if other.top <= below.bottom + gate and _overlaps(below, other, up) and other.top > best_height:
                 best_height, best = other.top, (j, "object")
         below.support, below.support_kind = best
 

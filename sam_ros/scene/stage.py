@@ -71,7 +71,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     camera_position = np.zeros(3) if transform is None else np.asarray(transform, dtype=np.float64)[:3, 3]
     noise = dict(sigma_at_1m=config.depth_sigma_at_1m, band_sigmas=config.plane_band_sigmas,
                  min_band=config.plane_min_band)
-    min_points = max(1, math.ceil(config.min_valid_points / s ** 2))
+    min_points = config.min_valid_points  # points on the grid, as point_count reports them
     lap("scene_prepare_ms")
 
     g = max(1, round(PLANE_GRID_PX / s))

@@ -57,10 +57,12 @@ class Camera:
         self.image = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
         self.depth = self.node.create_publisher(Image, "depth", qos_profile_sensor_data)
         self.info = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-        self.masks, self.objects, self.clouds, self.markers = {}, {}, {}, []
+        self.masks, self.objects, self.clouds, self.markers, self.structure = {}, {}, {}, [], {}
         self.node.create_subscription(MaskArray, "sam_node/masks", lambda m: self.masks.__setitem__(stamp_ns(m), m), 10)
         self.node.create_subscription(Object3DArray, "sam_node/objects",
                                       lambda m: self.objects.__setitem__(stamp_ns(m), m), 10)
+        self.node.create_subscription(Object3DArray, "sam_node/structure",
+                                      lambda m: self.structure.__setitem__(stamp_ns(m), m), 10)
         # sam_node publishes the clouds only to subscribers: this one exists before any frame is sent
         self.node.create_subscription(PointCloud2, "sam_node/object_points",
                                       lambda m: self.clouds.__setitem__(stamp_ns(m), m), qos_profile_sensor_data)
@@ -120,12 +122,21 @@ def test_known_objects_come_back_in_3d(harness, scene, encoding):
     depth = to_16uc1_mm(noisy) if encoding == "16UC1" else noisy
     header = camera.next_header()
     stamp = header_ns(header)
-    assert wait_for(lambda: stamp in camera.objects, timeout=120,
+    assert wait_for(lambda: stamp in camera.objects and stamp in camera.structure, timeout=120,
                     action=camera.send(scene.rgb, depth, encoding, scene, header), action_every=10)
-    masks, objects = camera.masks[stamp], camera.objects[stamp]
+    masks, objects, structure = camera.masks[stamp], camera.objects[stamp], camera.structure[stamp]
     assert (masks.height, masks.width) == (480, 640) and masks.header.frame_id == FRAME
-    assert objects.header.frame_id == FRAME and len(objects.objects) == len(masks.masks)
+    assert objects.header.frame_id == FRAME and structure.header == objects.header
+    # every mask is exactly one of: an object, structure, or a part (in the MaskArray only, with its parent)
+    parts = {m.id for m in masks.masks if m.parent_id}
+    assert all(o.kind == o.KIND_OBJECT and o.parent_id == 0 for o in objects.objects)
+    assert all(o.kind == o.KIND_STRUCTURE and o.structure_class for o in structure.objects)
+    listed = [o.mask_id for o in objects.objects] + [o.mask_id for o in structure.objects]
+    assert sorted(listed + sorted(parts - {o.mask_id for o in structure.objects})) == [m.id for m in masks.masks]
+    assert any(o.structure_class == "floor" for o in structure.objects)
+    assert len(objects.objects) == len(visible_truth(scene))  # the three objects, once each, and not the floor
     valid = [o for o in objects.objects if o.valid]
+    assert all(o.support_class == "floor" for o in valid)
     for object_id, centre in visible_truth(scene).items():
         distances = [math.dist((o.centroid.x, o.centroid.y, o.centroid.z), centre) for o in valid]
         assert min(distances) < 0.05, f"object {object_id} at {centre} not found within 5 cm"
