@@ -140,8 +140,8 @@ class SamNode(LifecycleNode):
         self.pub_overlay = self.create_lifecycle_publisher(Image, "~/overlay", images)
         self.pub_labels = self.create_lifecycle_publisher(Image, "~/label_image", images)
         self.pub_diagnostics = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._publishers_made = [self.pub_masks, self.pub_objects, self.pub_structure, self.pub_markers, self.pub_object_points,
-                                 self.pub_overlay, self.pub_labels, self.pub_diagnostics]
+        self._publishers_made = [self.pub_masks, self.pub_objects, self.pub_structure, self.pub_markers,
+                                 self.pub_object_points, self.pub_overlay, self.pub_labels, self.pub_diagnostics]
 
     def _subscribe(self) -> None:
         c = self.config
