@@ -155,8 +155,9 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
     materials: list[Material] = []
 
     def take(rows, t, n, coords, instance_id, kind, material):
-        closer = t < best_t[rows]
-        rows = rows[closer]
+        """Keep the hits of ``rows`` (indices; None: every ray) nearer than what is there."""
+        closer = t < (best_t if rows is None else best_t[rows])
+        rows = closer if rows is None else rows[closer]
         best_t[rows] = t[closer]
         instance[rows] = instance_id
         surface[rows] = SURFACE_CODES[kind]
@@ -165,11 +166,10 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
         colour_source[rows] = len(materials)
         materials.append(material)
 
-    every = np.arange(n_rays)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(rays[:, 1] > 1e-9, spec.camera_height / rays[:, 1], np.inf)
         p = rays * t[:, None]
-        take(every, t, np.array([0.0, -1.0, 0.0]), p[:, [0, 2]], FLOOR_ID, "floor", spec.floor())
+        take(None, t, np.array([0.0, -1.0, 0.0]), p[:, [0, 2]], FLOOR_ID, "floor", spec.floor())
         for wall in spec.wall_list():
             outward = wall.outward
             along = rays @ outward
@@ -177,7 +177,7 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
             p = rays * t[:, None]
             tangent = np.array([np.cos(wall.angle), 0.0, -np.sin(wall.angle)])
             coords = p[:, [0, 1]] if wall.angle == 0.0 else np.stack([p @ tangent, p[:, 1]], axis=1)
-            take(every, t, -outward, coords, wall.id, "wall", wall.material)
+            take(None, t, -outward, coords, wall.id, "wall", wall.material)
     solids = scene_solids(spec)
     for solid_id, kind, solid, material in solids:
         rows, t, n, coords = intersect(solid, np.zeros(3), rays, _pixels_near(solid, to_level, intrinsics))

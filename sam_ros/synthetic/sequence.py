@@ -69,7 +69,8 @@ def render_rich_sequence(seed: int, n_frames: int, fps: float = 5.0, intrinsics:
         if movers is not None:
             break
     else:
-        raise RuntimeError(f"seed {seed}: found no free paths for the movers")
+        raise RuntimeError(f"seed {seed}: found no free paths for the movers within max_speed {max_speed} m/s "
+                           f"over {duration:.1f} s (a shorter sequence needs a higher max_speed)")
     objects, velocities, roles = list(spec.objects), {}, {}
     for role, (obj, velocity) in zip(MOVER_ROLES, movers):
         objects.append(obj)
