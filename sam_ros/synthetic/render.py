@@ -93,7 +93,7 @@ class RenderedScene:
     instances: np.ndarray | None = None  # (H, W) int32: object ids and structure ids (>= FLOOR_ID) alike
     structures: list[StructureTruth] = field(default_factory=list)
     shadowed: np.ndarray | None = None   # (H, W) bool: the light is blocked (only with spec.shadows)
-    camera_rotation: np.ndarray | None = None  # (3, 3) camera optical frame -> level frame
+    camera_rotation: np.ndarray | None = None  # (3, 3) camera optical frame -> the scene's level frame
 
     def masks(self) -> tuple[np.ndarray, list[int]]:
         """(N, H, W) bool instance masks of the objects that are visible, and their ids."""
@@ -114,10 +114,19 @@ def roll_rotation(roll: float) -> np.ndarray:
 
 
 def camera_rotation(spec: SceneSpec) -> np.ndarray:
-    """Camera optical frame -> level frame: rolled about the optical axis, then pitched down."""
-    if spec.camera_roll == 0.0:
-        return pitch_rotation(spec.camera_pitch)
-    return pitch_rotation(spec.camera_pitch) @ roll_rotation(spec.camera_roll)
+    """Camera optical frame -> the scene's level frame: rolled about the optical axis, pitched down,
+    then turned by the camera's yaw (about the vertical)."""
+    rotation = pitch_rotation(spec.camera_pitch)
+    if spec.camera_roll != 0.0:
+        rotation = rotation @ roll_rotation(spec.camera_roll)
+    if spec.camera_yaw != 0.0:
+        rotation = yaw_rotation(spec.camera_yaw) @ rotation
+    return rotation
+
+
+def camera_origin(spec: SceneSpec) -> np.ndarray:
+    """The camera's position in the scene's level frame (it stays at height 0; the floor is at camera_height)."""
+    return np.array([spec.camera_position[0], 0.0, spec.camera_position[1]])
 
 
 @lru_cache(maxsize=None)
@@ -143,6 +152,7 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
     rays_cam = np.stack([(u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy,
                          np.ones_like(u)], axis=-1).reshape(-1, 3)
     to_level = camera_rotation(spec)
+    origin = camera_origin(spec)
     rays = rays_cam @ to_level.T  # level frame; the ray parameter stays the camera depth
 
     n_rays = len(rays)
@@ -168,19 +178,19 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
 
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(rays[:, 1] > 1e-9, spec.camera_height / rays[:, 1], np.inf)
-        p = rays * t[:, None]
+        p = origin + rays * t[:, None]
         take(None, t, np.array([0.0, -1.0, 0.0]), p[:, [0, 2]], FLOOR_ID, "floor", spec.floor())
         for wall in spec.wall_list():
             outward = wall.outward
             along = rays @ outward
-            t = np.where(along > 1e-9, wall.distance / along, np.inf)
-            p = rays * t[:, None]
+            t = np.where(along > 1e-9, (wall.distance - origin @ outward) / along, np.inf)
+            p = origin + rays * t[:, None]
             tangent = np.array([np.cos(wall.angle), 0.0, -np.sin(wall.angle)])
             coords = p[:, [0, 1]] if wall.angle == 0.0 else np.stack([p @ tangent, p[:, 1]], axis=1)
             take(None, t, -outward, coords, wall.id, "wall", wall.material)
     solids = scene_solids(spec)
     for solid_id, kind, solid, material in solids:
-        rows, t, n, coords = intersect(solid, np.zeros(3), rays, _pixels_near(solid, to_level, intrinsics))
+        rows, t, n, coords = intersect(solid, origin, rays, _pixels_near(solid, to_level, origin, intrinsics))
         take(rows, t, n, coords, solid_id, kind, material)
 
     light = np.asarray(spec.light, dtype=np.float64)
@@ -188,7 +198,7 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
     lambert = np.clip(normal @ light, 0, 1)
     shadowed = np.zeros(n_rays, bool)
     if spec.shadows:
-        shadowed = _shadowed(rays * best_t[:, None] + normal * SHADOW_BIAS, light, lambert > 0, solids)
+        shadowed = _shadowed(origin + rays * best_t[:, None] + normal * SHADOW_BIAS, light, lambert > 0, solids)
         lambert = np.where(shadowed, 0.0, lambert)
     shade = spec.ambient + (1 - spec.ambient) * lambert
     rgb = np.zeros((n_rays, 3))
@@ -208,27 +218,30 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
 
 
 def object_truths(spec: SceneSpec, to_level: np.ndarray) -> list[ObjectTruth]:
-    to_camera = to_level.T
-    return [ObjectTruth(o.id, o.shape, to_camera @ np.asarray(o.center), np.asarray(o.size, dtype=np.float64),
-                        o.yaw, to_camera @ yaw_rotation(o.yaw), o.support, o.top_ratio) for o in spec.objects]
+    """Objects in the camera optical frame; yaw is relative to the camera's heading."""
+    to_camera, origin = to_level.T, camera_origin(spec)
+    return [ObjectTruth(o.id, o.shape, to_camera @ (np.asarray(o.center) - origin), np.asarray(o.size, dtype=np.float64),
+                        o.yaw - spec.camera_yaw, to_camera @ yaw_rotation(o.yaw), o.support, o.top_ratio)
+            for o in spec.objects]
 
 
 def structure_truths(spec: SceneSpec, to_level: np.ndarray) -> list[StructureTruth]:
-    to_camera = to_level.T
+    to_camera, origin = to_level.T, camera_origin(spec)
     up = np.array([0.0, -1.0, 0.0])
     truths = [StructureTruth(FLOOR_ID, "floor", to_camera @ up, float(spec.camera_height))]
-    truths += [StructureTruth(wall.id, "wall", to_camera @ -wall.outward, float(wall.distance)) for wall in spec.wall_list()]
+    truths += [StructureTruth(wall.id, "wall", to_camera @ -wall.outward, float(wall.distance - origin @ wall.outward))
+               for wall in spec.wall_list()]
     for table in spec.tables:
         rotation = to_camera @ yaw_rotation(table.yaw)
         for part_id, kind, center, size in table.parts(spec.camera_height):
             plane = (to_camera @ up, float(table.top_y(spec.camera_height))) if kind == "table_top" else (None, None)
             truths.append(StructureTruth(part_id, kind, *plane, parent=None if kind == "table_top" else table.id,
-                                         center=to_camera @ np.asarray(center), size=np.asarray(size, dtype=np.float64),
+                                         center=to_camera @ (np.asarray(center) - origin), size=np.asarray(size, dtype=np.float64),
                                          rotation=rotation))
     return truths
 
 
-def _pixels_near(solid: Solid, to_level: np.ndarray, intrinsics: Intrinsics) -> np.ndarray | None:
+def _pixels_near(solid: Solid, to_level: np.ndarray, origin: np.ndarray, intrinsics: Intrinsics) -> np.ndarray | None:
     """Row indices of the pixels inside the image rectangle that bounds the solid's bounding sphere.
 
     The cube around the sphere is projected corner by corner; when part of it is behind the camera
@@ -236,7 +249,7 @@ def _pixels_near(solid: Solid, to_level: np.ndarray, intrinsics: Intrinsics) -> 
     """
     radius = solid.bounding_radius * 1.01
     corners = np.asarray(solid.center) + radius * np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
-    cam = corners @ to_level  # level -> camera: R^T p for each row
+    cam = (corners - origin) @ to_level  # level -> camera: R^T (p - o) for each row
     if (cam[:, 2] <= 1e-3).any():
         return None
     u = intrinsics.fx * cam[:, 0] / cam[:, 2] + intrinsics.cx
