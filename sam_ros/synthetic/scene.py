@@ -136,7 +136,7 @@ class SceneSpec:
     shadows: bool = False            # cast shadows from objects and tables
     ambient: float = 0.35            # share of light that reaches shadowed and averted surfaces
     light_colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    bilinear: bool = False           # bilinear texture lookup (the first renderer used nearest texels)
+    bilinear: bool = False           # mip-mapped bilinear texture lookup (the first renderer used nearest texels)
     camera_position: tuple[float, float] = (0.0, 0.0)  # x, z in the level frame (sequences move it)
     camera_yaw: float = 0.0          # radians about the vertical, from z towards x
 
