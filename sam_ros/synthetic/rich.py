@@ -15,6 +15,8 @@ Photometric effects (blur, noise, JPEG, exposure) are separate: see ``photometri
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .geometry import Solid, intersect
@@ -170,9 +172,8 @@ class _Placer:
             if not self.inside_room(poly) or any(polygons_overlap(poly, other) for other in self.floor_taken):
                 continue
             self.floor_taken.append(poly)
-            plain = self.plain_prob
             return Table(table_id, (float(point[0]), float(point[1])), size, float(self.rng.uniform(0.4, 0.8)), yaw,
-                         sample_material(self.rng, plain), sample_material(self.rng, plain),
+                         sample_material(self.rng, self.plain_prob), sample_material(self.rng, self.plain_prob),
                          thickness=float(self.rng.uniform(0.02, 0.05)), leg_width=float(self.rng.uniform(0.03, 0.06)))
         return None
 
@@ -249,7 +250,7 @@ class _Placer:
                 tall = thin                      # lying flat
             else:
                 depth_, tall = thin, max(tall, 0.15)   # standing on an edge
-        elif shape in ("sphere",):
+        elif shape == "sphere":
             width = depth_ = tall = min(width, depth_)
         elif shape == "ellipsoid":
             tall = min(tall, 1.5 * max(width, depth_))
@@ -304,9 +305,7 @@ class _Placer:
             poly = footprint(obj.shape, anchor + mid * unit, obj.size, obj.yaw)
             low, high = (mid, high) if polygons_overlap(poly, other_poly) else (low, mid)
         x, z = anchor + (high + self.rng.uniform(0.0, 0.004)) * unit
-        return SceneObject(obj.id, obj.shape, (float(x), obj.center[1], float(z)), obj.size, obj.yaw, obj.texture,
-                           obj.tint, obj.texture_offset, obj.support, obj.top_ratio, obj.texture_scale,
-                           obj.texture_rotation)
+        return replace(obj, center=(float(x), obj.center[1], float(z)))
 
 
 def _can_carry(obj: SceneObject) -> bool:
