@@ -20,9 +20,11 @@ from collections import Counter
 import numpy as np
 import rclpy
 import torch
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -72,6 +74,7 @@ class SamNode(LifecycleNode):
         self._tf_subscriptions: list = []
         self._diagnostics_timer = None
         self._stop = threading.Event()
+        self.finalized = False  # after the shutdown transition: main() ends the process
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -92,7 +95,8 @@ class SamNode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Subscriptions, the inference thread and the diagnostics timer on; lifecycle publishers enabled."""
+        """Lifecycle publishers enabled, then subscriptions, the inference thread and the diagnostics timer on."""
+        enabled = super().on_activate(state)
         self.stats = FrameStats(self.config.diagnostics_window_s)
         self._subscribe()
         self._stop.clear()
@@ -100,7 +104,7 @@ class SamNode(LifecycleNode):
         self.worker.start()
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info("active")
-        return super().on_activate(state)
+        return enabled
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """No processing, no output; the model stays loaded."""
@@ -115,6 +119,7 @@ class SamNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
         self._release()
+        self.finalized = True
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -375,8 +380,8 @@ class SamNode(LifecycleNode):
                   "dropped_frames": self.slot.dropped + (self.sync.evicted if self.sync else 0), **dict(self.counters),
                   **{k: f"{v:.1f}" for k, v in self.last_timings.items()}}
         header = Header(stamp=self.get_clock().now().to_msg())
-        self.pub_diagnostics.publish(messages.diagnostics(header, "sam_ros: sam_node", bytes([level]), message,
-                                                          values))
+        name = f"sam_ros: {self.get_fully_qualified_name()}"
+        self.pub_diagnostics.publish(messages.diagnostics(header, name, bytes([level]), message, values))
 
     def destroy_node(self) -> None:
         self._stop_processing()
@@ -390,8 +395,24 @@ def _one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def _unreadable_params_file(args: list[str]) -> str | None:
+    """Why a ``--params-file`` argument cannot be read, checked before rcl (which logs its own error first)."""
+    for flag, path in zip(args, args[1:]):
+        if flag == "--params-file":
+            try:
+                with open(path, encoding="utf-8") as stream:
+                    yaml.safe_load(stream)
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+                return f"params file {path}: {_one_line(error)}"
+    return None
+
+
 def main(args=None) -> None:
     """``ros2 run sam_ros sam_node``: exit 1 with one log line when the node cannot start."""
+    problem = _unreadable_params_file(sys.argv if args is None else args)
+    if problem:
+        print(f"[FATAL] [sam_node]: cannot start ROS: {problem}", file=sys.stderr)
+        raise SystemExit(1)
     try:
         rclpy.init(args=args)
     except Exception as error:  # noqa: BLE001  e.g. an unreadable params file: rcl says which and why
@@ -403,8 +424,11 @@ def main(args=None) -> None:
         if node.get_parameter("autostart").value and not node.autostart():
             code = 1  # configure or activate logged why
         else:
-            rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            while rclpy.ok() and not node.finalized:
+                executor.spin_once(timeout_sec=0.5)
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()
