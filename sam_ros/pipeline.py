@@ -72,6 +72,7 @@ class Frame:
     object_points: ObjectPoints | None = None    # the points of the published objects (Scene.published); None without depth
     planes: list[Plane] | None = None            # structure planes (floor, walls, table tops); None without depth
     up: np.ndarray | None = None                 # the objects' frame's vertical (given, or estimated from the floor)
+    refined_masks: torch.Tensor | None = None    # (N, H, W) masks cut to their own surface (scene.refine); None without depth
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -223,7 +224,8 @@ class Segmenter:
             return Frame(result, track_ids, None, timings)
         timings.update(scene.timings_ms)  # the scene stage's steps, inside scene_ms
         points = scene.points.select(scene.published(self.config.fuse_parts))
-        return Frame(result, track_ids, scene.objects, timings, points, scene.planes, scene.up)
+        return Frame(result, track_ids, scene.objects, timings, points, scene.planes, scene.up,
+                     torch.from_numpy(scene.masks))
 
     def _scene(self, result: SegmentationResult, depth: np.ndarray, camera: PinholeCamera,
                camera_to_target: np.ndarray | None) -> Scene:

@@ -26,6 +26,7 @@ class Refinement:
     structure: np.ndarray   # (N,) bool
     plane: np.ndarray       # (N,) int index into the planes, -1 for objects
     keep: np.ndarray        # (N, h, w) bool: the refined masks on the grid (structure masks: unchanged)
+    removed: np.ndarray     # (N, h, w) bool: what refinement took out of each mask
     on_plane: np.ndarray    # (h, w) bool: grid pixels within the band of a structure plane
 
 
@@ -74,7 +75,7 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
     planar = on_planes(points, z, planes, sigma_at_1m, band_sigmas, min_band)
     flat = masks.reshape(n, h * w)
     finite = np.isfinite(z).reshape(-1)
-    valid_count = flat @ finite.astype(np.float32)
+    valid_count = np.count_nonzero(flat & finite, axis=1)
     fractions = (flat.astype(np.float32) @ planar.reshape(len(planes), h * w).T.astype(np.float32)
                  if planes else np.zeros((n, 0), np.float32))
     fractions = fractions / np.maximum(valid_count, 1)[:, None]
@@ -84,8 +85,21 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
 
     regions = depth_regions(z, on_plane, jump_ratio)
     main = _main_regions(masks, regions, prompts)
-    keep = masks & (structure[:, None, None] | ((regions[None] == main[:, None, None]) & (main[:, None, None] > 0)))
-    return Refinement(structure, np.where(structure, best, -1), keep, on_plane)
+    # Removed: pixels with depth that are on a plane, beside a jump, or in another region than the prompt's.
+    # Pixels without depth stay: depth says nothing about them; so does a mask with no region at all.
+    elsewhere = np.isfinite(z)[None] & (regions[None] != main[:, None, None]) & (main[:, None, None] > 0)
+    removed = elsewhere & ~structure[:, None, None]
+    return Refinement(structure, np.where(structure, best, -1), masks & ~removed, removed, on_plane)
+
+
+def refined_masks(masks: np.ndarray, removed: np.ndarray, stride: int) -> np.ndarray:
+    """Full-resolution (N, H, W) masks without the grid pixels refinement removed (each covers stride^2 pixels)."""
+    n, h, w = masks.shape
+    if h % stride == 0 and w % stride == 0:  # one broadcast AND over (N, h, s, w, s) views, no upsampled copy
+        blocks = masks.reshape(n, h // stride, stride, w // stride, stride)
+        return (blocks & ~removed[:, :, None, :, None]).reshape(n, h, w)
+    grown = np.repeat(np.repeat(removed, stride, axis=1), stride, axis=2)[:, :h, :w]
+    return masks & ~grown
 
 
 def _main_regions(masks: np.ndarray, regions: np.ndarray, prompts: np.ndarray) -> np.ndarray:

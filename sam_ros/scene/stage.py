@@ -18,7 +18,7 @@ from ..masks import part_parents
 from .fusion import (Object3DEstimate, ObjectPoints, as_numpy_masks, back_project, check_sizes, erode,
                      estimate_objects, mad_inliers)
 from .planes import Plane, find_planes
-from .refine import refine
+from .refine import refine, refined_masks
 from .relations import supports
 
 PLANE_GRID_PX = 8      # planes are fitted on every 8th pixel of the frame
@@ -34,6 +34,7 @@ class Scene:
     """One frame's scene: an estimate per mask (kind, parent, support, geometry), the planes and up."""
 
     objects: list[Object3DEstimate]
+    masks: np.ndarray             # (N, H, W) bool: the refined masks (structure masks as they came)
     points: ObjectPoints          # the points of every mask (grid pixels, after refinement and the MAD gate)
     planes: list[Plane]
     up: np.ndarray                # unit vertical of the output frame (given, or estimated from the planes)
@@ -83,6 +84,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     refined = refine(grid_masks, points, z, planes, np.asarray(prompts, dtype=np.float64).reshape(-1, 2) / s,
                      structure_fraction=config.structure_fraction, jump_ratio=config.depth_jump_ratio,
                      min_points=min_points, **noise)
+    full_masks = refined_masks(masks, refined.removed, s)
     lap("refine_ms")
 
     parents = part_parents(refined.keep, refined.structure.astype(np.int64), config.part_containment)
@@ -96,7 +98,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     plane_masks = _largest_structure_mask(estimates, refined.plane, len(planes), cloud.counts.numpy())
     supports(estimates, planes, plane_masks, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
     lap("relations_ms")
-    return Scene(estimates, cloud, planes, up_vec, timings)
+    return Scene(estimates, full_masks, cloud, planes, up_vec, timings)
 
 
 def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.ndarray, points: np.ndarray,
@@ -108,14 +110,16 @@ def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.nd
     """
     n = masks.shape[0]
     finite = np.isfinite(z)
-    coverage = (masks & finite).reshape(n, -1).sum(1) / np.maximum(masks.reshape(n, -1).sum(1), 1)
+    coverage = np.count_nonzero((masks & finite).reshape(n, -1), 1) / np.maximum(np.count_nonzero(
+        masks.reshape(n, -1), 1), 1)
     full = keep & finite
     sparse = np.zeros(z.shape, bool)
     sparse[::2, ::2] = True
     full[structure] &= sparse
-    eroded = erode(full, math.ceil(erosion_px / stride)) if erosion_px > 0 else full
-    use_eroded = eroded.reshape(n, -1).sum(1) >= min_points
-    index, ys, xs = np.nonzero(np.where(use_eroded[:, None, None], eroded, full))
+    selected = erode(full, math.ceil(erosion_px / stride)) if erosion_px > 0 else full
+    too_few = np.count_nonzero(selected.reshape(n, -1), 1) < min_points
+    selected[too_few] = full[too_few]  # small objects keep their edge pixels
+    index, ys, xs = np.nonzero(selected)
     inlier = mad_inliers(index, z[ys, xs], n, MAD_GATE, MIN_GATE_M)
     return ObjectPoints.from_numpy(index[inlier], points[ys[inlier], xs[inlier]], n, coverage)
 
