@@ -49,10 +49,12 @@ def cpu_flags() -> str:
     return f"{model}, {torch.get_num_threads()} torch threads, flags: {' '.join(wanted)}"
 
 
-def to_target(spec) -> np.ndarray:
+def to_target(scene) -> np.ndarray:
+    """Optical frame -> a z-up frame on the floor below the camera (as base_link would be)."""
     transform = np.eye(4)
-    transform[:3, :3] = LEVEL_TO_BODY @ pitch_rotation(spec.camera_pitch)
-    transform[2, 3] = spec.camera_height
+    rotation = scene.camera_rotation if scene.camera_rotation is not None else pitch_rotation(scene.spec.camera_pitch)
+    transform[:3, :3] = LEVEL_TO_BODY @ rotation
+    transform[2, 3] = scene.spec.camera_height
     return transform
 
 
@@ -97,7 +99,7 @@ def evaluate_scenes(segmenter: Segmenter, scenes: int) -> dict:
         scene = render(sample_scene(rng))
         camera = camera_of(scene)
         depth_mm = to_16uc1_mm(add_depth_noise(scene.depth, rng))
-        transform = to_target(scene.spec)
+        transform = to_target(scene)
         frame = segmenter.run(scene.rgb, depth_mm, camera, camera_to_target=transform)
         rows["scene_ms"].append(frame.timings_ms["scene_ms"])
         rows["decode_ms"].append(frame.timings_ms["decode_ms"])
@@ -157,7 +159,7 @@ def yaw_flips(config: SamRosConfig, model, sequences: int, frames: int) -> tuple
         segmenter = Segmenter(config, model)
         last: dict[int, tuple[float, float]] = {}
         for scene, depth_mm in camera_moving_sequence(7000 + seed, frames):
-            transform = to_target(scene.spec)
+            transform = to_target(scene)
             frame = segmenter.run(scene.rgb, depth_mm, camera_of(scene), camera_to_target=transform)
             gt, ids = scene.masks()
             published = [i for i, o in enumerate(frame.objects) if o.valid and o.kind == "object" and o.parent < 0]
@@ -203,7 +205,7 @@ def speed(segmenter: Segmenter, frames: int) -> tuple[list[float], list[float], 
         prompts = np.array([np.argwhere(m)[len(np.argwhere(m)) // 2][::-1] if m.any() else (0, 0) for m in masks])
         depth = depth_to_metres(to_16uc1_mm(add_depth_noise(scene.depth, rng)))
         rays = camera.rays()
-        transform = to_target(scene.spec)
+        transform = to_target(scene)
         analyse_scene(masks, depth, camera, prompts, config, transform=transform, up=np.array([0.0, 0, 1]), rays=rays)
         for _ in range(3):
             start_wall, start_cpu = time.perf_counter(), time.process_time()

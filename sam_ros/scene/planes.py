@@ -21,6 +21,7 @@ VERTICAL_SIN = np.sin(np.radians(20.0))    # ... within 20 degrees of upright is
 UP_HINT_COS = np.cos(np.radians(60.0))     # optical frame: the floor's normal is within 60 degrees of -y
 SAMPLE_WINDOW = 6                          # grid cells: the other two points of a hypothesis lie this close
 SCORE_POINTS = 1024                        # hypotheses are scored on at most this many points
+EDGE_ON_M = 0.1                            # a plane passing this close to the camera is seen edge-on
 
 
 @dataclass(frozen=True)
@@ -84,14 +85,18 @@ def find_planes(points: np.ndarray, z: np.ndarray, camera_position: np.ndarray, 
             break
         normal, offset = fit
         inlier = remaining & (np.abs(xyz @ normal - offset) <= band)
-        if inlier.sum() < min_points:
-            break
-        remaining &= ~inlier
+        # Only the plane's largest connected patch is taken out: elsewhere its band merely crosses other
+        # surfaces (far ones have wide bands), whose points later rounds still need.
         patch = _largest_patch(inlier, rows, cols, (h, w))
-        if _interior(patch, rows, cols, (h, w)) < min_points // 2:  # coincidences or a plane seen edge-on
-            continue
+        remaining &= ~patch
+        if patch.sum() < min_points or _interior(patch, rows, cols, (h, w)) < min_points // 2:
+            continue  # a box face, coincidences, or a plane seen edge-on: a far wall may still follow
+        if abs(normal @ camera_position - offset) < EDGE_ON_M:
+            continue  # the camera lies in the plane: every ray grazes it, depth cannot tell it from anything
         if normal @ camera_position - offset < 0:  # face the camera
             normal, offset = -normal, -offset
+        if any(normal @ f[0] > HORIZONTAL_COS and abs(offset - f[1]) <= np.median(band[patch]) for f in found):
+            continue  # another piece of a plane already found (a floor seen between table legs)
         center, axes, half = _patch_box(xyz[patch], normal)
         if 2 * half[0] >= min_extent:
             found.append((normal, float(offset), int(inlier.sum()), float(2 * half[0]), center, axes, half))

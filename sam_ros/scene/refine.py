@@ -47,7 +47,8 @@ def depth_regions(z: np.ndarray, excluded: np.ndarray, jump_ratio: float) -> np.
     """(h, w) int labels of depth-continuous regions; 0 = no depth, excluded, or beside a depth jump.
 
     Neighbours whose depths differ by more than ``jump_ratio`` of the nearer one are on two sides of a
-    discontinuity: both are left out, so the regions on either side are not connected.
+    discontinuity: the farther one is left out (the background, or a flying pixel between the two), so
+    the regions on either side are not connected and the near surface keeps its edge.
     """
     valid = np.isfinite(z)
     filled = np.where(valid, z, 0.0)
@@ -57,12 +58,13 @@ def depth_regions(z: np.ndarray, excluded: np.ndarray, jump_ratio: float) -> np.
         b = filled.take(range(1, z.shape[axis]), axis=axis)
         both = valid.take(range(0, z.shape[axis] - 1), axis=axis) & valid.take(range(1, z.shape[axis]), axis=axis)
         edge = both & (np.abs(a - b) > jump_ratio * np.minimum(a, b))
+        first_far, second_far = edge & (a > b), edge & (b > a)
         if axis == 0:
-            jump[:-1] |= edge
-            jump[1:] |= edge
+            jump[:-1] |= first_far
+            jump[1:] |= second_far
         else:
-            jump[:, :-1] |= edge
-            jump[:, 1:] |= edge
+            jump[:, :-1] |= first_far
+            jump[:, 1:] |= second_far
     labels, _ = ndimage.label(valid & ~excluded & ~jump, structure=FOUR_CONNECTED)
     return labels
 

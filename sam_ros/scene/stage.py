@@ -6,7 +6,6 @@ is a function of its own module; this one wires them and times them.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ from .fusion import (Object3DEstimate, ObjectPoints, as_numpy_masks, back_projec
                      estimate_objects, mad_inliers)
 from .planes import Plane, find_planes
 from .refine import refine, refined_masks
-from .relations import supports
+from .relations import supports, table_legs
 
 PLANE_GRID_PX = 8      # planes are fitted on every 8th pixel of the frame
 PLANE_HYPOTHESES = 256
@@ -97,6 +96,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
 
     plane_masks = _largest_structure_mask(estimates, refined.plane, len(planes), cloud.counts.numpy())
     supports(estimates, planes, plane_masks, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
+    table_legs(estimates, planes, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
     lap("relations_ms")
     return Scene(estimates, full_masks, cloud, planes, up_vec, timings)
 
@@ -116,7 +116,7 @@ def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.nd
     sparse = np.zeros(z.shape, bool)
     sparse[::2, ::2] = True
     full[structure] &= sparse
-    selected = erode(full, math.ceil(erosion_px / stride)) if erosion_px > 0 else full
+    selected = erode(full, erosion_px // stride) if erosion_px >= stride else full  # pixels -> grid steps
     too_few = np.count_nonzero(selected.reshape(n, -1), 1) < min_points
     selected[too_few] = full[too_few]  # small objects keep their edge pixels
     index, ys, xs = np.nonzero(selected)
