@@ -32,6 +32,15 @@ def box_rotation(up: np.ndarray, yaw: float) -> np.ndarray:
     return np.stack([major, np.cross(up, major), up], axis=1)
 
 
+def box_rotations(up: np.ndarray, yaws: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) ``box_rotation`` of each yaw, at once."""
+    axis_a, axis_b = reference_axes(up)
+    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+    major = c * axis_a + s * axis_b
+    minor = -s * axis_a + c * axis_b  # = up x major
+    return np.stack([major, minor, np.broadcast_to(up, major.shape)], axis=2)
+
+
 def rotation_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
     """(x, y, z, w) unit quaternion of a proper rotation matrix (Shepperd's method)."""
     m = rotation

@@ -82,7 +82,13 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
                  if planes else np.zeros((n, 0), np.float32))
     fractions = fractions / np.maximum(valid_count, 1)[:, None]
     best = fractions.argmax(1) if planes else np.zeros(n, np.int64)
-    structure = ((fractions.max(1) if planes else np.zeros(n)) >= structure_fraction) & (valid_count >= min_points)
+    px, py = _prompt_pixels(prompts, h, w)
+    # A mask is structure when its depth lies mostly on one plane and so does its prompt: an object's mask
+    # that bleeds onto the floor around it is still prompted on the object.
+    prompt_on_plane = (~masks[np.arange(n), py, px] | ~np.isfinite(z[py, px]) |
+                       (planar[best, py, px] if planes else np.zeros(n, bool)))
+    structure = ((fractions.max(1) if planes else np.zeros(n)) >= structure_fraction) & (
+        valid_count >= min_points) & prompt_on_plane
     on_plane = planar.any(0)
 
     regions = depth_regions(z, on_plane, jump_ratio)
@@ -96,19 +102,18 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
 
 def refined_masks(masks: np.ndarray, removed: np.ndarray, stride: int) -> np.ndarray:
     """Full-resolution (N, H, W) masks without the grid pixels refinement removed (each covers stride^2 pixels)."""
-    n, h, w = masks.shape
-    if h % stride == 0 and w % stride == 0:  # one broadcast AND over (N, h, s, w, s) views, no upsampled copy
-        blocks = masks.reshape(n, h // stride, stride, w // stride, stride)
-        return (blocks & ~removed[:, :, None, :, None]).reshape(n, h, w)
-    grown = np.repeat(np.repeat(removed, stride, axis=1), stride, axis=2)[:, :h, :w]
-    return masks & ~grown
+    h, w = masks.shape[1:]
+    out = masks.copy()
+    changed = np.nonzero(removed.reshape(len(removed), -1).any(1))[0]
+    grown = np.repeat(np.repeat(removed[changed], stride, axis=1), stride, axis=2)[:, :h, :w]
+    out[changed] &= ~grown
+    return out
 
 
 def _main_regions(masks: np.ndarray, regions: np.ndarray, prompts: np.ndarray) -> np.ndarray:
     """Per mask, the region its prompt lies in, or (prompt off the mask's depth) the region covering most of it."""
     n, h, w = masks.shape
-    px = np.clip(np.round(prompts[:, 0]).astype(np.int64), 0, w - 1)
-    py = np.clip(np.round(prompts[:, 1]).astype(np.int64), 0, h - 1)
+    px, py = _prompt_pixels(prompts, h, w)
     main = regions[py, px]
     lost = np.nonzero(~(masks[np.arange(n), py, px] & (main > 0)))[0]
     if lost.size:
@@ -118,3 +123,10 @@ def _main_regions(masks: np.ndarray, regions: np.ndarray, prompts: np.ndarray) -
         histogram[:, 0] = 0
         main[lost] = np.where(histogram.max(1) > 0, histogram.argmax(1), 0)
     return main
+
+
+def _prompt_pixels(prompts: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grid column and row of each prompt (x, y), clipped to the grid."""
+    px = np.clip(np.round(prompts[:, 0]).astype(np.int64), 0, w - 1)
+    py = np.clip(np.round(prompts[:, 1]).astype(np.int64), 0, h - 1)
+    return px, py

@@ -56,10 +56,11 @@ def _plane_height_under(plane: Plane, point: np.ndarray, up: np.ndarray) -> floa
 
 
 def _overlaps(upper: Object3DEstimate, lower: Object3DEstimate, up: np.ndarray) -> bool:
-    """Whether the upper box's footprint centre lies over the lower box's footprint (grown by half the upper's)."""
+    """Whether the upper box's footprint centre lies over the lower box's footprint (grown by a quarter of the
+    upper's smaller side: the lower one's far half may be hidden)."""
     offset = upper.obb_center - lower.obb_center
     local = np.abs(offset @ lower.obb_rotation[:, :2])
-    margin = upper.obb_size[:2].min() / 2
+    margin = upper.obb_size[:2].min() / 4
     return bool((local <= lower.obb_size[:2] / 2 + margin).all())
 
 
