@@ -197,3 +197,44 @@ def _classify(found, up: np.ndarray) -> list[Plane]:
                 WALL if abs(normal @ up) <= VERTICAL_SIN else OTHER)
         planes.append(Plane(normal, offset, kind, inliers, extent, center, axes, half))
     return planes
+
+
+def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, up: np.ndarray, floor_height: float | None,
+                camera_position: np.ndarray, *, sigma_at_1m: float, band_sigmas: float, min_band: float,
+                min_extent: float) -> dict[int, Plane]:
+    """Masks (of ``candidates``, (N,) bool) whose own points form one large level or upright plane: structure
+    too small in the image to win an MSAC round (a far table top, a strip of wall behind objects).
+
+    A mask qualifies when the RMS distance of its points from their best-fit plane is within half the
+    plane band at its depth and the plane's patch is at least ``min_extent`` long. Points (P, 3) are
+    grouped by ``index`` (ascending).
+    """
+    n = len(candidates)
+    counts = np.bincount(index, minlength=n)
+    chosen = candidates & (counts >= 10)
+    if not chosen.any():
+        return {}
+    weights = counts[:, None].clip(min=1)
+    mean = np.stack([np.bincount(index, points[:, k], minlength=n) for k in range(3)], 1) / weights
+    rel = points - mean[index]
+    cov = np.stack([np.stack([np.bincount(index, rel[:, a] * rel[:, b], minlength=n) for b in range(3)], 1)
+                    for a in range(3)], 1) / weights[:, :, None]
+    values, vectors = np.linalg.eigh(cov[chosen])
+    out = {}
+    for j, i in enumerate(np.nonzero(chosen)[0]):
+        normal = vectors[j][:, 0]
+        distance = np.linalg.norm(mean[i] - camera_position)
+        band = float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band))
+        level, upright = abs(normal @ up) >= HORIZONTAL_COS, abs(normal @ up) <= VERTICAL_SIN
+        if np.sqrt(max(values[j][0], 0.0)) > band / 2 or not (level or upright):
+            continue
+        offset = float(normal @ mean[i])
+        if normal @ camera_position - offset < 0:
+            normal, offset = -normal, -offset
+        center, axes, half = _patch_box(points[index == i], normal)
+        if 2 * half[0] < min_extent:
+            continue
+        height = float(center @ up)
+        kind = (WALL if upright else FLOOR if floor_height is None or abs(height - floor_height) <= band else TABLE)
+        out[int(i)] = Plane(normal, offset, kind, int(counts[i]), float(2 * half[0]), center, axes, half)
+    return out

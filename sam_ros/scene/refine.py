@@ -97,6 +97,10 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
     # Pixels without depth stay: depth says nothing about them; so does a mask with no region at all.
     elsewhere = np.isfinite(z)[None] & (regions[None] != main[:, None, None]) & (main[:, None, None] > 0)
     removed = elsewhere & ~structure[:, None, None]
+    # Refinement never takes a mask's depth away: one left with too few points keeps its own (what it lies on
+    # is then decided from the mask as a whole).
+    left = np.count_nonzero((masks & ~removed).reshape(n, h * w) & finite, axis=1)
+    removed[(left < min_points) & (valid_count >= min_points)] = False
     return Refinement(structure, np.where(structure, best, -1), masks & ~removed, removed, on_plane)
 
 

@@ -16,7 +16,7 @@ from ..config import SamRosConfig
 from ..masks import part_parents
 from .fusion import (Object3DEstimate, ObjectPoints, as_numpy_masks, back_project, check_sizes, erode,
                      estimate_objects, mad_inliers)
-from .planes import Plane, find_planes
+from .planes import FLOOR, Plane, find_planes, mask_planes
 from .refine import refine, refined_masks
 from .relations import supports, table_legs
 
@@ -92,6 +92,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     cloud = _gather(grid_masks, refined.keep, refined.structure, z, points, config.erosion_px, s, min_points)
     estimates = estimate_objects(cloud, min_valid_points=min_points, up=up_vec)
     _label(estimates, refined, parents, planes, config.fuse_parts)
+    _planar_structure(estimates, cloud, planes, refined.plane, up_vec, camera_position, config, noise)
     lap("fusion_ms")
 
     plane_masks = _largest_structure_mask(estimates, refined.plane, len(planes), cloud.counts.numpy())
@@ -136,6 +137,24 @@ def _label(estimates: list[Object3DEstimate], refined, parents: np.ndarray, plan
         if estimate.parent >= 0 and estimate.kind == OBJECT and not fuse_parts and estimate.valid:
             estimate.valid = False
             estimate.reason = f"part of mask {estimate.parent + 1} (fuse_parts is off)"
+
+
+def _planar_structure(estimates: list[Object3DEstimate], cloud: ObjectPoints, planes: list[Plane],
+                      plane_of_mask: np.ndarray, up: np.ndarray, camera_position: np.ndarray, config: SamRosConfig,
+                      noise: dict) -> None:
+    """Whole object masks that are one large level or upright plane of their own become structure, and their
+    planes join the scene's (in place)."""
+    candidates = np.array([o.valid and o.kind == OBJECT and o.parent < 0 for o in estimates], bool)
+    floor = next((p for p in planes if p.kind == FLOOR), None)
+    found = mask_planes(cloud.index.numpy(), cloud.points.numpy(), candidates, up,
+                        None if floor is None else float(floor.center @ up), camera_position,
+                        min_extent=config.plane_min_extent, **noise)
+    for i, plane in found.items():
+        plane_of_mask[i] = len(planes)
+        planes.append(plane)
+        estimate = estimates[i]
+        estimate.kind, estimate.structure = STRUCTURE, plane.kind
+        estimate.plane = np.array([*plane.normal, plane.offset])
 
 
 def _largest_structure_mask(estimates: list[Object3DEstimate], plane_of_mask: np.ndarray, n_planes: int,
