@@ -17,7 +17,7 @@ from .camera import PinholeCamera
 from .config import SamRosConfig
 from .decode import MaskBatch, decode_points, valid_region
 from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_edge, upsample_to_frame
-from .scene.boxes import BoxContinuity, box_rotation
+from .scene.boxes import BoxContinuity, TrackBox, box_rotation
 from .scene.fusion import Object3DEstimate, ObjectPoints, depth_to_metres
 from .scene.planes import Plane
 from .scene.stage import Scene, analyse_scene
@@ -99,7 +99,7 @@ class Segmenter:
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
-        self.boxes = BoxContinuity()
+        self.boxes = BoxContinuity(config.track_smoothing, config.track_smoothing_gate)
 
     def update(self, config: SamRosConfig) -> None:
         """Apply a new configuration to the next frame; model, device or dtype changes need a new Segmenter."""
@@ -110,6 +110,7 @@ class Segmenter:
         # New gates apply to the tracks already held: objects keep their ids across a parameter change.
         self.tracker.max_distance, self.tracker.min_iou, self.tracker.max_age = (
             config.track_max_distance, config.track_min_iou, config.track_max_age)
+        self.boxes.smoothing, self.boxes.gate = config.track_smoothing, config.track_smoothing_gate
         self.config = config
 
     def _strategy(self, config: SamRosConfig) -> PromptStrategy:
@@ -237,12 +238,14 @@ class Segmenter:
                              rays=self._camera_rays(camera))
 
     def _continuous_boxes(self, scene: Scene, track_ids: list[int]) -> None:
-        """Each track's box as the equivalent of this frame's box whose yaw is nearest the track's last one."""
-        boxes = self.boxes.update(track_ids, [o.obb_yaw if o.valid else None for o in scene.objects],
-                                  [o.obb_size if o.valid else None for o in scene.objects])
-        for estimate, box in zip(scene.objects, boxes):
-            if box is not None:
-                estimate.obb_yaw, estimate.obb_size = box
+        """Each track's box as the equivalent of this frame's box whose yaw is nearest the track's last one
+        (smoothed with ``track_smoothing``)."""
+        for estimate, track_id in zip(scene.objects, track_ids):
+            if estimate.valid:
+                box = self.boxes.update(track_id, TrackBox(estimate.centroid, estimate.obb_center,
+                                                           estimate.obb_size, estimate.obb_yaw))
+                estimate.centroid, estimate.obb_center, estimate.obb_size, estimate.obb_yaw = (
+                    box.centroid, box.center, box.size, box.yaw)
                 estimate.obb_rotation = box_rotation(scene.up, estimate.obb_yaw)
         self.boxes.forget_except({t.id for t in self.tracker.tracks})
 
