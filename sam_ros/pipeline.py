@@ -17,7 +17,7 @@ from .camera import PinholeCamera
 from .config import SamRosConfig
 from .decode import MaskBatch, decode_points, valid_region
 from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_edge, upsample_to_frame
-from .scene.boxes import BoxContinuity, box_rotation
+from .scene.boxes import BoxContinuity, TrackBox, box_rotation
 from .scene.fusion import Object3DEstimate, ObjectPoints, depth_to_metres
 from .scene.planes import Plane
 from .scene.stage import Scene, analyse_scene
@@ -75,6 +75,7 @@ class Frame:
     object_points: ObjectPoints | None = None    # the points of the published objects (Scene.published); None without depth
     planes: list[Plane] | None = None            # structure planes (floor, walls, table tops); None without depth
     up: np.ndarray | None = None                 # the objects' frame's vertical (given, or estimated from the floor)
+    refined_masks: torch.Tensor | None = None    # (N, H, W) masks cut to their own surface (scene.refine); None without depth
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -102,7 +103,7 @@ class Segmenter:
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
-        self.boxes = BoxContinuity()
+        self.boxes = BoxContinuity(config.track_smoothing, config.track_smoothing_gate)
 
     def check(self, config: SamRosConfig) -> PromptStrategy:
         """The prompt strategy ``config`` needs (loading a new AoP predictor), or why it cannot apply."""
@@ -117,6 +118,7 @@ class Segmenter:
         # New gates apply to the tracks already held: objects keep their ids across a parameter change.
         self.tracker.max_distance, self.tracker.min_iou, self.tracker.max_age = (
             config.track_max_distance, config.track_min_iou, config.track_max_age)
+        self.boxes.smoothing, self.boxes.gate = config.track_smoothing, config.track_smoothing_gate
         self.config = config
 
     def _strategy(self, config: SamRosConfig) -> PromptStrategy:
@@ -248,7 +250,8 @@ class Segmenter:
             return Frame(result, track_ids, None, timings)
         timings.update(scene.timings_ms)  # the scene stage's steps, inside scene_ms
         points = scene.points.select(scene.published(self.config.fuse_parts))
-        return Frame(result, track_ids, scene.objects, timings, points, scene.planes, scene.up)
+        return Frame(result, track_ids, scene.objects, timings, points, scene.planes, scene.up,
+                     torch.from_numpy(scene.masks))
 
     def _scene(self, result: SegmentationResult, depth: np.ndarray, camera: PinholeCamera,
                camera_to_target: np.ndarray | None) -> Scene:
@@ -260,12 +263,14 @@ class Segmenter:
                              rays=self._camera_rays(camera))
 
     def _continuous_boxes(self, scene: Scene, track_ids: list[int]) -> None:
-        """Each track's box as the equivalent of this frame's box whose yaw is nearest the track's last one."""
-        boxes = self.boxes.update(track_ids, [o.obb_yaw if o.valid else None for o in scene.objects],
-                                  [o.obb_size if o.valid else None for o in scene.objects])
-        for estimate, box in zip(scene.objects, boxes):
-            if box is not None:
-                estimate.obb_yaw, estimate.obb_size = box
+        """Each track's box as the equivalent of this frame's box whose yaw is nearest the track's last one
+        (smoothed with ``track_smoothing``)."""
+        for estimate, track_id in zip(scene.objects, track_ids):
+            if estimate.valid:
+                box = self.boxes.update(track_id, TrackBox(estimate.centroid, estimate.obb_center,
+                                                           estimate.obb_size, estimate.obb_yaw))
+                estimate.centroid, estimate.obb_center, estimate.obb_size, estimate.obb_yaw = (
+                    box.centroid, box.center, box.size, box.yaw)
                 estimate.obb_rotation = box_rotation(scene.up, estimate.obb_yaw)
         self.boxes.forget_except({t.id for t in self.tracker.tracks})
 

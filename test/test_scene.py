@@ -7,7 +7,7 @@ import pytest
 from sam_ros.camera import PinholeCamera
 from sam_ros.config import SamRosConfig
 from sam_ros.masks import part_parents
-from sam_ros.scene.boxes import BoxContinuity, box_rotation, nearest_equivalent, rotation_quaternion
+from sam_ros.scene.boxes import BoxContinuity, TrackBox, box_rotation, nearest_equivalent, rotation_quaternion
 from sam_ros.scene.fusion import depth_to_metres
 from sam_ros.scene.planes import FLOOR, TABLE, WALL, find_planes
 from sam_ros.scene.stage import analyse_scene
@@ -246,10 +246,30 @@ def test_a_nearly_square_box_never_flips():
         a, b = 0.30 + rng.normal(0, 0.01), 0.31 + rng.normal(0, 0.01)
         yaw, size = (0.2, np.array([a, b, 0.2])) if a >= b else (0.2 + math.pi / 2, np.array([b, a, 0.2]))
         yaw += rng.normal(0, 0.02)
-        (yaw, size), = continuity.update([7], [yaw], [size])
-        yaws.append(yaw)
+        box = continuity.update(7, TrackBox(np.zeros(3), np.zeros(3), size, yaw))
+        yaws.append(box.yaw)
     steps = np.abs(np.diff(np.unwrap(yaws)))
     assert steps.max() < math.radians(10)
+
+
+def test_smoothing_averages_noise_and_follows_a_real_move():
+    rng = np.random.default_rng(3)
+    smoother, raw, smoothed = BoxContinuity(smoothing=0.8, gate=0.1), [], []
+    for t in range(60):
+        true = np.array([1.0, 0.0, 0.0]) if t < 40 else np.array([1.5, 0.0, 0.0])  # moves 0.5 m at t = 40
+        centroid = true + rng.normal(0, 0.01, 3)
+        box = smoother.update(3, TrackBox(centroid, centroid.copy(), np.array([0.3, 0.2, 0.1]), 0.1))
+        raw.append(centroid)
+        smoothed.append(box.centroid)
+    raw, smoothed = np.array(raw), np.array(smoothed)
+    # a plain exponential average of the same samples (restarted at the move) is what comes out
+    expected = raw.copy()
+    for t in range(1, 60):
+        if t != 40:
+            expected[t] = 0.8 * expected[t - 1] + 0.2 * raw[t]
+    assert np.allclose(smoothed, expected)
+    assert smoothed[10:40].std(0).max() < 0.5 * raw[10:40].std(0).min()
+    assert np.allclose(smoothed[40], raw[40])  # beyond the gate: followed at once
 
 
 def test_quaternion_of_box_rotations():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
@@ -11,6 +12,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from sam_ros.msg import MaskArray, Object3D, Object3DArray, ObjectMask
 
+from ..filters import masks_to_boxes
 from ..masks import rle_counts
 from ..pipeline import SegmentationResult
 from ..scene.boxes import rotation_quaternion
@@ -28,16 +30,18 @@ def stamp_ns(msg) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
-def mask_array(header: Header, result: SegmentationResult, ids: list[int],
-               parents: list[int] | None = None) -> MaskArray:
-    """The frame's masks; ``parents`` (mask index of each mask's whole, -1 for wholes) fills ``parent_id``."""
-    height, width = result.masks.shape[1:]
+def mask_array(header: Header, result: SegmentationResult, ids: list[int], parents: list[int] | None = None,
+               masks: torch.Tensor | None = None) -> MaskArray:
+    """The frame's masks, or ``masks`` instead (the refined ones, same order); ``parents`` (mask index of each
+    mask's whole, -1 for wholes) fills ``parent_id``."""
+    masks = result.masks if masks is None else masks
+    height, width = masks.shape[1:]
     msg = MaskArray(header=header, height=int(height), width=int(width))
-    boxes = result.boxes.cpu().long().tolist()
-    areas = result.areas.cpu().tolist()
+    boxes = masks_to_boxes(masks).cpu().long().tolist()
+    areas = masks.flatten(1).sum(1).cpu().tolist()
     iou, stability = result.predicted_iou.cpu().tolist(), result.stability.cpu().tolist()
     points = result.points.cpu().tolist()
-    for i, counts in enumerate(rle_counts(result.masks)):
+    for i, counts in enumerate(rle_counts(masks)):
         x0, y0, x1, y1 = boxes[i]
         msg.masks.append(ObjectMask(
             id=int(ids[i]), bbox=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1),

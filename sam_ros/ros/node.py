@@ -331,7 +331,7 @@ class SamNode(LifecycleNode):
         result = frame.segmentation
         mask_ids = list(range(1, len(result) + 1))
         parents = [o.parent for o in frame.objects] if frame.objects is not None else None
-        self.pub_masks.publish(messages.mask_array(header, result, mask_ids, parents))
+        self.pub_masks.publish(messages.mask_array(header, result, mask_ids, parents, frame.refined_masks))
         if frame.objects is not None:
             if frame.objects and not any(o.valid for o in frame.objects):
                 self.counters["frames_without_valid_depth"] += 1

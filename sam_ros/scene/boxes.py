@@ -8,11 +8,14 @@ from the frame's x axis projected onto the horizontal plane (from its z axis whe
 A rectangle seen from above is the same box at yaw + k * 90 degrees with x and y extents swapped
 for odd k, so a nearly square box can flip by 90 degrees between frames when noise swaps which
 side is longer. ``nearest_equivalent`` picks, of those four equivalent boxes, the one whose yaw is
-closest to the track's last yaw; ``BoxContinuity`` holds that yaw per track id.
+closest to the track's last yaw; ``BoxContinuity`` holds that yaw per track id, and optionally
+smooths each track's centroid and box exponentially, restarting when the object moved farther than
+a gate (a real move is followed at once, noise is averaged out).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +33,15 @@ def box_rotation(up: np.ndarray, yaw: float) -> np.ndarray:
     axis_a, axis_b = reference_axes(up)
     major = math.cos(yaw) * axis_a + math.sin(yaw) * axis_b
     return np.stack([major, np.cross(up, major), up], axis=1)
+
+
+def box_rotations(up: np.ndarray, yaws: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) ``box_rotation`` of each yaw, at once."""
+    axis_a, axis_b = reference_axes(up)
+    c, s = np.cos(yaws)[:, None], np.sin(yaws)[:, None]
+    major = c * axis_a + s * axis_b
+    minor = -s * axis_a + c * axis_b  # = up x major
+    return np.stack([major, minor, np.broadcast_to(up, major.shape)], axis=2)
 
 
 def rotation_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
@@ -65,26 +77,41 @@ def nearest_equivalent(last_yaw: float, yaw: float, size: np.ndarray) -> tuple[f
     return new_yaw, (size[[1, 0, 2]] if steps % 2 else size.copy())
 
 
+@dataclass
+class TrackBox:
+    """What a track's published box is: centroid, box centre, size (x, y, z) and yaw."""
+
+    centroid: np.ndarray
+    center: np.ndarray
+    size: np.ndarray
+    yaw: float
+
+
 class BoxContinuity:
-    """The last yaw of each track id, so that each new box of the track is its nearest equivalent."""
+    """Per track id, the last published box: each new box is its nearest equivalent, optionally smoothed.
 
-    def __init__(self) -> None:
-        self.last_yaw: dict[int, float] = {}
+    ``smoothing`` in [0, 1) is the weight of the past (0: none); a box whose centroid moved more than
+    ``gate`` metres from the smoothed one restarts the average.
+    """
 
-    def update(self, track_ids: list[int], yaws: list[float | None], sizes: list[np.ndarray | None]
-               ) -> list[tuple[float, np.ndarray] | None]:
-        """Continuous (yaw, size) per entry (None where the entry has no box); forgets ids not given."""
-        out = []
-        for track_id, yaw, size in zip(track_ids, yaws, sizes):
-            if yaw is None:
-                out.append(None)
-                continue
-            if track_id in self.last_yaw:
-                yaw, size = nearest_equivalent(self.last_yaw[track_id], yaw, size)
-            self.last_yaw[track_id] = yaw
-            out.append((yaw, np.asarray(size, dtype=np.float64)))
-        return out
+    def __init__(self, smoothing: float = 0.0, gate: float = 0.1) -> None:
+        self.smoothing, self.gate = smoothing, gate
+        self.last: dict[int, TrackBox] = {}
+
+    def update(self, track_id: int, box: TrackBox) -> TrackBox:
+        """This frame's box of ``track_id`` as published: continuous in yaw, smoothed when asked."""
+        last = self.last.get(track_id)
+        if last is not None:
+            box.yaw, box.size = nearest_equivalent(last.yaw, box.yaw, box.size)
+            if self.smoothing > 0 and np.linalg.norm(box.centroid - last.centroid) <= self.gate:
+                keep = self.smoothing
+                box = TrackBox(keep * last.centroid + (1 - keep) * box.centroid,
+                               keep * last.center + (1 - keep) * box.center,
+                               keep * last.size + (1 - keep) * box.size,
+                               wrap_angle(last.yaw + (1 - keep) * wrap_angle(box.yaw - last.yaw)))
+        self.last[track_id] = box
+        return box
 
     def forget_except(self, alive: set[int]) -> None:
-        """Drop the yaws of tracks that ended."""
-        self.last_yaw = {k: v for k, v in self.last_yaw.items() if k in alive}
+        """Drop the boxes of tracks that ended."""
+        self.last = {k: v for k, v in self.last.items() if k in alive}

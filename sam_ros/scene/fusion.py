@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..camera import PinholeCamera
-from .boxes import box_rotation, reference_axes
+from .boxes import box_rotations, reference_axes
 
 MAD_TO_SIGMA = 1.4826
 EXTENT_QUANTILE = 0.01
@@ -275,6 +275,7 @@ def _estimates(cloud: ObjectPoints, min_valid_points: int, up: np.ndarray) -> li
     mid_h = (low_h + high_h) / 2
     size = np.concatenate([high_h - low_h, (vertical[:, 1] - vertical[:, 0])[:, None]], 1)
 
+    rotations = box_rotations(up, yaw)
     out = []
     zeros = np.zeros(3)
     for i in range(n):  # assembling records only; every statistic above is computed for all objects at once
@@ -283,7 +284,7 @@ def _estimates(cloud: ObjectPoints, min_valid_points: int, up: np.ndarray) -> li
                                         f"(need {min_valid_points}), coverage {float(coverage[i]):.0%}",
                                         zeros, zeros, zeros, zeros, zeros, 0.0, int(counts[i]), float(coverage[i])))
             continue
-        rotation = box_rotation(up, float(yaw[i]))
+        rotation = rotations[i]
         height_mid = (vertical[i, 0] + vertical[i, 1]) / 2
         center = (centroid[i] + mid_h[i, 0] * rotation[:, 0] + mid_h[i, 1] * rotation[:, 1]
                   + (height_mid - centroid[i] @ up) * up)
@@ -307,7 +308,8 @@ def _min_area_yaw(index: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np
     if index.size == 0:
         return np.zeros(n)
     directions = np.arange(HULL_DIRECTIONS) * (np.pi / HULL_DIRECTIONS)
-    proj = np.outer(a, np.cos(directions)) + np.outer(b, np.sin(directions))  # (P, D)
+    unit = np.stack([np.cos(directions), np.sin(directions)]).astype(np.float32)
+    proj = np.stack([a, b], 1).astype(np.float32) @ unit  # (P, D)
     low, high = segment_extent(index, proj, n)
     rows, cols = np.nonzero((proj == high[index]) | (proj == low[index]))
     hull = np.zeros((n, 2 * HULL_DIRECTIONS, 2))  # unfilled slots stay at the centroid, inside the hull

@@ -21,6 +21,9 @@ VERTICAL_SIN = np.sin(np.radians(20.0))    # ... within 20 degrees of upright is
 UP_HINT_COS = np.cos(np.radians(60.0))     # optical frame: the floor's normal is within 60 degrees of -y
 SAMPLE_WINDOW = 6                          # grid cells: the other two points of a hypothesis lie this close
 SCORE_POINTS = 1024                        # hypotheses are scored on at most this many points
+EXTRA_ROUNDS = 3                           # MSAC rounds allowed to find a plane that is not kept (a box face)
+SLAB_RMS = 0.5                             # inliers' RMS distance in bands: ~1/band_sigmas on a plane, 0.58 in a slab
+EDGE_ON_M = 0.1                            # a plane passing this close to the camera is seen edge-on
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def find_planes(points: np.ndarray, z: np.ndarray, camera_position: np.ndarray, 
     lookup[rows, cols] = np.arange(len(xyz))
     min_points = max(int(min_fraction * len(xyz)), 10)
     found = []
-    for _ in range(max_planes * 2):  # rounds whose plane is too small are not kept but still removed
+    for _ in range(max_planes + EXTRA_ROUNDS):  # rounds whose plane is too small are not kept
         if len(found) == max_planes or remaining.sum() < min_points:
             break
         fit = _best_plane(xyz, band, remaining, lookup, rows, cols, rng, hypotheses)
@@ -84,15 +87,21 @@ def find_planes(points: np.ndarray, z: np.ndarray, camera_position: np.ndarray, 
             break
         normal, offset = fit
         inlier = remaining & (np.abs(xyz @ normal - offset) <= band)
-        if inlier.sum() < min_points:
-            break
-        remaining &= ~inlier
+        # Only the plane's largest connected patch is taken out: elsewhere its band merely crosses other
+        # surfaces (far ones have wide bands), whose points later rounds still need.
         patch = _largest_patch(inlier, rows, cols, (h, w))
-        if _interior(patch, rows, cols, (h, w)) < min_points // 2:  # coincidences or a plane seen edge-on
-            continue
+        remaining &= ~patch
+        if patch.sum() < min_points or _interior(patch, rows, cols, (h, w)) < min_points // 2:
+            continue  # a box face, coincidences, or a plane seen edge-on: a far wall may still follow
+        if np.sqrt(np.mean(np.square((xyz[patch] @ normal - offset) / band[patch]))) > SLAB_RMS:
+            continue  # residuals spread evenly over the band: a slab cut through far surfaces, not a plane
+        if abs(normal @ camera_position - offset) < EDGE_ON_M:
+            continue  # the camera lies in the plane: every ray grazes it, depth cannot tell it from anything
         if normal @ camera_position - offset < 0:  # face the camera
             normal, offset = -normal, -offset
         center, axes, half = _patch_box(xyz[patch], normal)
+        if any(normal @ f[0] > HORIZONTAL_COS and abs(f[0] @ center - f[1]) <= np.median(band[patch]) for f in found):
+            continue  # another piece of a plane already found (a floor seen between table legs, far away)
         if 2 * half[0] >= min_extent:
             found.append((normal, float(offset), int(inlier.sum()), float(2 * half[0]), center, axes, half))
     up = _up_vector(found, up)
@@ -124,13 +133,14 @@ def _best_plane(xyz, band, remaining, lookup, rows, cols, rng, hypotheses):
     cost = np.minimum(residual, 1.0).__pow__(2).sum(0)  # MSAC: inliers cost their residual, outliers 1
     best = int(cost.argmin())
     normal, offset = normals[best], float(offsets_h[best])
-    for _ in range(2):  # least-squares refit on the inliers
+    for _ in range(2):  # least-squares refit on the inliers, each weighted by 1 / its noise variance
         inlier = remaining & (np.abs(xyz @ normal - offset) <= band)
         if inlier.sum() < 3:
             break
-        pts = xyz[inlier]
-        centre = pts.mean(0)
-        _, vectors = np.linalg.eigh(np.cov((pts - centre).T))
+        pts, weight = xyz[inlier], 1.0 / np.square(band[inlier])
+        centre = weight @ pts / weight.sum()
+        rel = pts - centre
+        _, vectors = np.linalg.eigh((rel * weight[:, None]).T @ rel)
         normal = vectors[:, 0]
         offset = float(normal @ centre)
     return normal, offset
@@ -187,3 +197,44 @@ def _classify(found, up: np.ndarray) -> list[Plane]:
                 WALL if abs(normal @ up) <= VERTICAL_SIN else OTHER)
         planes.append(Plane(normal, offset, kind, inliers, extent, center, axes, half))
     return planes
+
+
+def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, up: np.ndarray, floor_height: float | None,
+                camera_position: np.ndarray, *, sigma_at_1m: float, band_sigmas: float, min_band: float,
+                min_extent: float) -> dict[int, Plane]:
+    """Masks (of ``candidates``, (N,) bool) whose own points form one large level or upright plane: structure
+    too small in the image to win an MSAC round (a far table top, a strip of wall behind objects).
+
+    A mask qualifies when the RMS distance of its points from their best-fit plane is within half the
+    plane band at its depth and the plane's patch is at least ``min_extent`` long. Points (P, 3) are
+    grouped by ``index`` (ascending).
+    """
+    n = len(candidates)
+    counts = np.bincount(index, minlength=n)
+    chosen = candidates & (counts >= 10)
+    if not chosen.any():
+        return {}
+    weights = counts[:, None].clip(min=1)
+    mean = np.stack([np.bincount(index, points[:, k], minlength=n) for k in range(3)], 1) / weights
+    rel = points - mean[index]
+    cov = np.stack([np.stack([np.bincount(index, rel[:, a] * rel[:, b], minlength=n) for b in range(3)], 1)
+                    for a in range(3)], 1) / weights[:, :, None]
+    values, vectors = np.linalg.eigh(cov[chosen])
+    out = {}
+    for j, i in enumerate(np.nonzero(chosen)[0]):
+        normal = vectors[j][:, 0]
+        distance = np.linalg.norm(mean[i] - camera_position)
+        band = float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band))
+        level, upright = abs(normal @ up) >= HORIZONTAL_COS, abs(normal @ up) <= VERTICAL_SIN
+        if np.sqrt(max(values[j][0], 0.0)) > band / 2 or not (level or upright):
+            continue
+        offset = float(normal @ mean[i])
+        if normal @ camera_position - offset < 0:
+            normal, offset = -normal, -offset
+        center, axes, half = _patch_box(points[index == i], normal)
+        if 2 * half[0] < min_extent:
+            continue
+        height = float(center @ up)
+        kind = (WALL if upright else FLOOR if floor_height is None or abs(height - floor_height) <= band else TABLE)
+        out[int(i)] = Plane(normal, offset, kind, int(counts[i]), float(2 * half[0]), center, axes, half)
+    return out

@@ -26,6 +26,7 @@ class Refinement:
     structure: np.ndarray   # (N,) bool
     plane: np.ndarray       # (N,) int index into the planes, -1 for objects
     keep: np.ndarray        # (N, h, w) bool: the refined masks on the grid (structure masks: unchanged)
+    removed: np.ndarray     # (N, h, w) bool: what refinement took out of each mask
     on_plane: np.ndarray    # (h, w) bool: grid pixels within the band of a structure plane
 
 
@@ -46,7 +47,8 @@ def depth_regions(z: np.ndarray, excluded: np.ndarray, jump_ratio: float) -> np.
     """(h, w) int labels of depth-continuous regions; 0 = no depth, excluded, or beside a depth jump.
 
     Neighbours whose depths differ by more than ``jump_ratio`` of the nearer one are on two sides of a
-    discontinuity: both are left out, so the regions on either side are not connected.
+    discontinuity: the farther one is left out (the background, or a flying pixel between the two), so
+    the regions on either side are not connected and the near surface keeps its edge.
     """
     valid = np.isfinite(z)
     filled = np.where(valid, z, 0.0)
@@ -56,12 +58,13 @@ def depth_regions(z: np.ndarray, excluded: np.ndarray, jump_ratio: float) -> np.
         b = filled.take(range(1, z.shape[axis]), axis=axis)
         both = valid.take(range(0, z.shape[axis] - 1), axis=axis) & valid.take(range(1, z.shape[axis]), axis=axis)
         edge = both & (np.abs(a - b) > jump_ratio * np.minimum(a, b))
+        first_far, second_far = edge & (a > b), edge & (b > a)
         if axis == 0:
-            jump[:-1] |= edge
-            jump[1:] |= edge
+            jump[:-1] |= first_far
+            jump[1:] |= second_far
         else:
-            jump[:, :-1] |= edge
-            jump[:, 1:] |= edge
+            jump[:, :-1] |= first_far
+            jump[:, 1:] |= second_far
     labels, _ = ndimage.label(valid & ~excluded & ~jump, structure=FOUR_CONNECTED)
     return labels
 
@@ -74,25 +77,47 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
     planar = on_planes(points, z, planes, sigma_at_1m, band_sigmas, min_band)
     flat = masks.reshape(n, h * w)
     finite = np.isfinite(z).reshape(-1)
-    valid_count = flat @ finite.astype(np.float32)
+    valid_count = np.count_nonzero(flat & finite, axis=1)
     fractions = (flat.astype(np.float32) @ planar.reshape(len(planes), h * w).T.astype(np.float32)
                  if planes else np.zeros((n, 0), np.float32))
     fractions = fractions / np.maximum(valid_count, 1)[:, None]
     best = fractions.argmax(1) if planes else np.zeros(n, np.int64)
-    structure = ((fractions.max(1) if planes else np.zeros(n)) >= structure_fraction) & (valid_count >= min_points)
+    px, py = _prompt_pixels(prompts, h, w)
+    # A mask is structure when its depth lies mostly on one plane and so does its prompt: an object's mask
+    # that bleeds onto the floor around it is still prompted on the object.
+    prompt_on_plane = (~masks[np.arange(n), py, px] | ~np.isfinite(z[py, px]) |
+                       (planar[best, py, px] if planes else np.zeros(n, bool)))
+    structure = ((fractions.max(1) if planes else np.zeros(n)) >= structure_fraction) & (
+        valid_count >= min_points) & prompt_on_plane
     on_plane = planar.any(0)
 
     regions = depth_regions(z, on_plane, jump_ratio)
     main = _main_regions(masks, regions, prompts)
-    keep = masks & (structure[:, None, None] | ((regions[None] == main[:, None, None]) & (main[:, None, None] > 0)))
-    return Refinement(structure, np.where(structure, best, -1), keep, on_plane)
+    # Removed: pixels with depth that are on a plane, beside a jump, or in another region than the prompt's.
+    # Pixels without depth stay: depth says nothing about them; so does a mask with no region at all.
+    elsewhere = np.isfinite(z)[None] & (regions[None] != main[:, None, None]) & (main[:, None, None] > 0)
+    removed = elsewhere & ~structure[:, None, None]
+    # Refinement never takes a mask's depth away: one left with too few points keeps its own (what it lies on
+    # is then decided from the mask as a whole).
+    left = np.count_nonzero((masks & ~removed).reshape(n, h * w) & finite, axis=1)
+    removed[(left < min_points) & (valid_count >= min_points)] = False
+    return Refinement(structure, np.where(structure, best, -1), masks & ~removed, removed, on_plane)
+
+
+def refined_masks(masks: np.ndarray, removed: np.ndarray, stride: int) -> np.ndarray:
+    """Full-resolution (N, H, W) masks without the grid pixels refinement removed (each covers stride^2 pixels)."""
+    h, w = masks.shape[1:]
+    out = masks.copy()
+    changed = np.nonzero(removed.reshape(len(removed), -1).any(1))[0]
+    grown = np.repeat(np.repeat(removed[changed], stride, axis=1), stride, axis=2)[:, :h, :w]
+    out[changed] &= ~grown
+    return out
 
 
 def _main_regions(masks: np.ndarray, regions: np.ndarray, prompts: np.ndarray) -> np.ndarray:
     """Per mask, the region its prompt lies in, or (prompt off the mask's depth) the region covering most of it."""
     n, h, w = masks.shape
-    px = np.clip(np.round(prompts[:, 0]).astype(np.int64), 0, w - 1)
-    py = np.clip(np.round(prompts[:, 1]).astype(np.int64), 0, h - 1)
+    px, py = _prompt_pixels(prompts, h, w)
     main = regions[py, px]
     lost = np.nonzero(~(masks[np.arange(n), py, px] & (main > 0)))[0]
     if lost.size:
@@ -102,3 +127,10 @@ def _main_regions(masks: np.ndarray, regions: np.ndarray, prompts: np.ndarray) -
         histogram[:, 0] = 0
         main[lost] = np.where(histogram.max(1) > 0, histogram.argmax(1), 0)
     return main
+
+
+def _prompt_pixels(prompts: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grid column and row of each prompt (x, y), clipped to the grid."""
+    px = np.clip(np.round(prompts[:, 0]).astype(np.int64), 0, w - 1)
+    py = np.clip(np.round(prompts[:, 1]).astype(np.int64), 0, h - 1)
+    return px, py

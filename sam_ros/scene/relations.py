@@ -56,8 +56,30 @@ def _plane_height_under(plane: Plane, point: np.ndarray, up: np.ndarray) -> floa
 
 
 def _overlaps(upper: Object3DEstimate, lower: Object3DEstimate, up: np.ndarray) -> bool:
-    """Whether the upper box's footprint centre lies over the lower box's footprint (grown by half the upper's)."""
+    """Whether the upper box's footprint centre lies over the lower box's footprint (grown by a quarter of the
+    upper's smaller side: the lower one's far half may be hidden)."""
     offset = upper.obb_center - lower.obb_center
     local = np.abs(offset @ lower.obb_rotation[:, :2])
-    margin = upper.obb_size[:2].min() / 2
+    margin = upper.obb_size[:2].min() / 4
     return bool((local <= lower.obb_size[:2] / 2 + margin).all())
+
+
+def table_legs(estimates: list[Object3DEstimate], planes: list[Plane], up: np.ndarray, camera_position: np.ndarray, *,
+               tolerance: float, sigma_at_1m: float, band_sigmas: float, min_band: float,
+               max_thickness: float = 0.1) -> None:
+    """Objects standing on the floor under a table top and reaching up to its underside are its legs:
+    structure of the table's class and plane (in place)."""
+    tables = [p for p in planes if p.kind == TABLE]
+    for estimate in estimates:
+        if not (estimate.valid and estimate.kind == "object" and estimate.support_kind == FLOOR and tables):
+            continue
+        distance = float(np.linalg.norm(estimate.centroid - camera_position))
+        gate = float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band)) + tolerance
+        for table in tables:
+            height = _plane_height_under(table, estimate.centroid, up)
+            under = estimate.centroid - (estimate.centroid @ up - height) * up
+            if height - max_thickness - gate <= estimate.top <= height + gate and table.covers(under, gate):
+                estimate.kind, estimate.structure = "structure", table.kind
+                estimate.plane = np.array([*table.normal, table.offset])
+                estimate.support, estimate.support_kind = -1, ""
+                break

@@ -6,7 +6,6 @@ is a function of its own module; this one wires them and times them.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -17,9 +16,9 @@ from ..config import SamRosConfig
 from ..masks import part_parents
 from .fusion import (Object3DEstimate, ObjectPoints, as_numpy_masks, back_project, check_sizes, erode,
                      estimate_objects, mad_inliers)
-from .planes import Plane, find_planes
-from .refine import refine
-from .relations import supports
+from .planes import FLOOR, Plane, find_planes, mask_planes
+from .refine import refine, refined_masks
+from .relations import supports, table_legs
 
 PLANE_GRID_PX = 8      # planes are fitted on every 8th pixel of the frame
 PLANE_HYPOTHESES = 256
@@ -34,6 +33,7 @@ class Scene:
     """One frame's scene: an estimate per mask (kind, parent, support, geometry), the planes and up."""
 
     objects: list[Object3DEstimate]
+    masks: np.ndarray             # (N, H, W) bool: the refined masks (structure masks as they came)
     points: ObjectPoints          # the points of every mask (grid pixels, after refinement and the MAD gate)
     planes: list[Plane]
     up: np.ndarray                # unit vertical of the output frame (given, or estimated from the planes)
@@ -83,6 +83,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     refined = refine(grid_masks, points, z, planes, np.asarray(prompts, dtype=np.float64).reshape(-1, 2) / s,
                      structure_fraction=config.structure_fraction, jump_ratio=config.depth_jump_ratio,
                      min_points=min_points, **noise)
+    full_masks = refined_masks(masks, refined.removed, s)
     lap("refine_ms")
 
     parents = part_parents(refined.keep, refined.structure.astype(np.int64), config.part_containment)
@@ -91,12 +92,14 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     cloud = _gather(grid_masks, refined.keep, refined.structure, z, points, config.erosion_px, s, min_points)
     estimates = estimate_objects(cloud, min_valid_points=min_points, up=up_vec)
     _label(estimates, refined, parents, planes, config.fuse_parts)
+    _planar_structure(estimates, cloud, planes, refined.plane, up_vec, camera_position, config, noise)
     lap("fusion_ms")
 
     plane_masks = _largest_structure_mask(estimates, refined.plane, len(planes), cloud.counts.numpy())
     supports(estimates, planes, plane_masks, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
+    table_legs(estimates, planes, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
     lap("relations_ms")
-    return Scene(estimates, cloud, planes, up_vec, timings)
+    return Scene(estimates, full_masks, cloud, planes, up_vec, timings)
 
 
 def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.ndarray, points: np.ndarray,
@@ -108,14 +111,16 @@ def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.nd
     """
     n = masks.shape[0]
     finite = np.isfinite(z)
-    coverage = (masks & finite).reshape(n, -1).sum(1) / np.maximum(masks.reshape(n, -1).sum(1), 1)
+    coverage = np.count_nonzero((masks & finite).reshape(n, -1), 1) / np.maximum(np.count_nonzero(
+        masks.reshape(n, -1), 1), 1)
     full = keep & finite
     sparse = np.zeros(z.shape, bool)
     sparse[::2, ::2] = True
     full[structure] &= sparse
-    eroded = erode(full, math.ceil(erosion_px / stride)) if erosion_px > 0 else full
-    use_eroded = eroded.reshape(n, -1).sum(1) >= min_points
-    index, ys, xs = np.nonzero(np.where(use_eroded[:, None, None], eroded, full))
+    selected = erode(full, erosion_px // stride) if erosion_px >= stride else full  # pixels -> grid steps
+    too_few = np.count_nonzero(selected.reshape(n, -1), 1) < min_points
+    selected[too_few] = full[too_few]  # small objects keep their edge pixels
+    index, ys, xs = np.nonzero(selected)
     inlier = mad_inliers(index, z[ys, xs], n, MAD_GATE, MIN_GATE_M)
     return ObjectPoints.from_numpy(index[inlier], points[ys[inlier], xs[inlier]], n, coverage)
 
@@ -132,6 +137,24 @@ def _label(estimates: list[Object3DEstimate], refined, parents: np.ndarray, plan
         if estimate.parent >= 0 and estimate.kind == OBJECT and not fuse_parts and estimate.valid:
             estimate.valid = False
             estimate.reason = f"part of mask {estimate.parent + 1} (fuse_parts is off)"
+
+
+def _planar_structure(estimates: list[Object3DEstimate], cloud: ObjectPoints, planes: list[Plane],
+                      plane_of_mask: np.ndarray, up: np.ndarray, camera_position: np.ndarray, config: SamRosConfig,
+                      noise: dict) -> None:
+    """Whole object masks that are one large level or upright plane of their own become structure, and their
+    planes join the scene's (in place)."""
+    candidates = np.array([o.valid and o.kind == OBJECT and o.parent < 0 for o in estimates], bool)
+    floor = next((p for p in planes if p.kind == FLOOR), None)
+    found = mask_planes(cloud.index.numpy(), cloud.points.numpy(), candidates, up,
+                        None if floor is None else float(floor.center @ up), camera_position,
+                        min_extent=config.plane_min_extent, **noise)
+    for i, plane in found.items():
+        plane_of_mask[i] = len(planes)
+        planes.append(plane)
+        estimate = estimates[i]
+        estimate.kind, estimate.structure = STRUCTURE, plane.kind
+        estimate.plane = np.array([*plane.normal, plane.offset])
 
 
 def _largest_structure_mask(estimates: list[Object3DEstimate], plane_of_mask: np.ndarray, n_planes: int,
