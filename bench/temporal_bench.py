@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from sam_ros.camera import PinholeCamera  # noqa: E402
 from sam_ros.config import SamRosConfig  # noqa: E402
+from sam_ros.model import BUNDLED_PARAMS  # noqa: E402
 from sam_ros.pipeline import Segmenter  # noqa: E402
 from sam_ros.synthetic.noise import add_depth_noise, to_16uc1_mm  # noqa: E402
 from sam_ros.synthetic.render import Intrinsics, render  # noqa: E402
@@ -92,14 +93,15 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=3)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--rescan-every", type=int, default=SamRosConfig().rescan_every)
-    parser.add_argument("--checkpoint", default="bundled")
+    parser.add_argument("--checkpoint", default="bundled", help="'bundled' runs at its own thresholds (its params file)")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--aop", action="store_true", help="also temporal prompts over AoP")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    base = SamRosConfig(checkpoint=args.checkpoint, device="cpu", dtype=args.dtype, grid_size=16,
-                        rescan_every=args.rescan_every)
+    params = SamRosConfig.from_yaml(BUNDLED_PARAMS) if args.checkpoint == "bundled" else SamRosConfig()
+    base = params.replace(checkpoint=args.checkpoint, device="cpu", dtype=args.dtype, grid_size=16,
+                          rescan_every=args.rescan_every)
     modes = {"grid 16, every frame": base, "temporal (grid 16)": base.replace(temporal_prompts=True)}
     if args.aop:
         modes["temporal (AoP)"] = base.replace(temporal_prompts=True, prompt_mode="aop")
@@ -127,6 +129,8 @@ def main() -> None:
                     history.append(frame.track_ids[mask_index])
                 if appear is not None and index >= appear and found[name] is None and enterer in hits:
                     found[name] = index - appear
+        print(f"sequence {seed}: " + "; ".join(f"{name}: recall {100 * np.mean(stats[name]['recall'][-len(sequence):]):.0f}, "
+                                          f"enterer after {found[name]}" for name in modes), flush=True)
         for name in modes:
             stats[name]["latency"].append(found[name])
             for history in assigned[name].values():
