@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from sam_ros.camera import PinholeCamera  # noqa: E402
 from sam_ros.config import SamRosConfig  # noqa: E402
 from sam_ros.cpu_features import cpu_flags, cpu_model, native_bf16  # noqa: E402
-from sam_ros.model import load_sam  # noqa: E402
+from sam_ros.model import BUNDLED_PARAMS, load_sam  # noqa: E402
 from sam_ros.pipeline import Segmenter  # noqa: E402
 from sam_ros.synthetic import Intrinsics, render, sample_scene  # noqa: E402
 from sam_ros.synthetic.sequence import render_sequence  # noqa: E402
@@ -126,12 +126,13 @@ def end_to_end_table(args, dtypes: list[str], weights: Path) -> None:
           f"{'fusion ms':>10} {'frame ms':>9} {'FPS':>6}")
     grid = args.grids[0]
     modes = {f"grid {grid}": {}, "AoP": {"prompt_mode": "aop"}, "temporal (grid)": {"temporal_prompts": True}}
-    models = [("shipped", "bundled", modes), ("MobileSAM", str(weights), {f"grid {grid}": {}})]
-    for label, checkpoint, model_modes in models:
+    # The shipped model at its own thresholds (its params file), MobileSAM at SAM's.
+    models = [("shipped", SamRosConfig.from_yaml(BUNDLED_PARAMS), modes),
+              ("MobileSAM", SamRosConfig(checkpoint=str(weights)), {f"grid {grid}": {}})]
+    for label, params, model_modes in models:
         for dtype in dtypes:
             for mode, changes in model_modes.items():
-                config = SamRosConfig(checkpoint=checkpoint, device=args.device, dtype=dtype, grid_size=grid,
-                                      **changes)
+                config = params.replace(device=args.device, dtype=dtype, grid_size=grid, **changes)
                 segmenter = Segmenter(config)
                 if args.warm_up:
                     segmenter.run(sequence[0].scene.rgb, sequence[0].depth_mm, camera)
