@@ -80,7 +80,7 @@ class SamRosConfig:
                               dynamic=True)
     max_decode_memory_mb: int = _param(
         2048, "Memory cap of one batched decoder call; prompts are chunked only above it (MobileSAM: ~9 MB per "
-        "prompt in fp32, half in fp16/bf16)",
+        "prompt in fp32, half in fp16/bf16; on a GPU 20% of the cap is left to the caching allocator)",
         low=64, high=1_000_000, dynamic=True)
 
     # --- depth fusion ----------------------------------------------------------------------

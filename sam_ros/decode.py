@@ -15,7 +15,7 @@ TRANSFORMER_COPIES = 2.25  # the transformer's peak, 2.1 (its image-side project
 UPSCALE_COPIES = 4      # the channels-last output upscaling of one prompt
 # Prompts are upscaled in passes of this many bytes: on a CPU small enough to stay in cache (three times
 # faster than one large pass, measured), on a GPU large enough to keep it busy.
-UPSCALE_PASS_BYTES = {"cpu": 32 * 2**20, "cuda": 512 * 2**20}
+UPSCALE_PASS_BYTES = {"cpu": 32 * 2**20, "cuda": 256 * 2**20}
 # Share of the cap left to the device's allocator: CUDA's caching allocator rounds blocks up (to 2 MiB
 # above 1 MiB) and keeps freed blocks reserved for reuse, so it holds more than the tensors need.
 # An estimate until measured on a GPU (bench/gpu_check.py prints peak reserved memory against the cap).
