@@ -343,3 +343,11 @@ def test_a_single_object_filling_the_view():
     scene = analyse_scene(masks, noisy_depth(scene_render), camera_of(scene_render), prompts_of(masks), CONFIG)
     assert_clean(scene)
     assert len(scene.objects) == 1 and scene.objects[0].valid  # one big plane, one mask: a wall of a box, or a wall
+
+
+def test_a_frame_without_masks(stacked):
+    """No mask survived the filters: the planes are still found, and there is nothing to fuse."""
+    masks = np.zeros((0, *stacked.depth.shape), dtype=bool)
+    scene = analyse_scene(masks, noisy_depth(stacked), camera_of(stacked), np.zeros((0, 2)), CONFIG)
+    assert scene.objects == [] and len(scene.points) == 0
+    assert_clean(scene)

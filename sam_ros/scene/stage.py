@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from ..camera import PinholeCamera
 from ..config import SamRosConfig
@@ -79,6 +80,10 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
                                  max_planes=config.max_planes, min_fraction=MIN_PLANE_FRACTION,
                                  hypotheses=PLANE_HYPOTHESES, seed=PLANE_SEED, **noise)
     lap("planes_ms")
+    if len(masks) == 0:  # no mask survived the filters: the planes are all there is
+        empty = ObjectPoints(torch.zeros(0, dtype=torch.int64), torch.zeros((0, 3), dtype=torch.float64),
+                             torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.float64))
+        return Scene([], masks, empty, planes, up_vec, timings)
 
     refined = refine(grid_masks, points, z, planes, np.asarray(prompts, dtype=np.float64).reshape(-1, 2) / s,
                      structure_fraction=config.structure_fraction, jump_ratio=config.depth_jump_ratio,
