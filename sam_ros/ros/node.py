@@ -1,8 +1,8 @@
 """sam_node: colour + aligned depth + CameraInfo in; masks, 3D objects, their points, markers, overlay out.
 
-A lifecycle node (as Nav2, ros2_control and yolo_ros are): configure validates the parameters and loads
-the model, activate subscribes and starts the inference thread, deactivate stops processing and output
-but keeps the model, cleanup frees it. ``autostart`` (default true) runs configure + activate at start-up
+A lifecycle node (as Nav2, ros2_control and yolo_ros are): configure validates the parameters, loads
+the model and (the first time) makes the publishers and subscriptions; activate starts taking input, the
+inference thread and output; deactivate stops all three but keeps the model; cleanup frees it. ``autostart`` (default true) runs configure + activate at start-up
 so ``ros2 run`` just works. The node only adapts messages to the core and back. Matched frames go through
 a one-slot hand-off to the inference thread, so a slow frame makes the node skip camera frames (counted
 as drops) instead of queueing them: it never lags behind its camera. Each frame is processed with one
@@ -69,10 +69,8 @@ class SamNode(LifecycleNode):
         self.segmenter: Segmenter | None = None
         self.tf: TransformBuffer | None = None
         self.slot, self.sync, self.worker = LatestSlot(), None, None
-        self._subscriptions_made: list = []
         self._publishers_made: list = []
-        self._tf_subscriptions: list = []
-        self._diagnostics_timer = None
+        self._active = False  # input is processed only while active
         self._stop = threading.Event()
         self.finalized = False  # after the shutdown transition: main() ends the process
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -84,12 +82,16 @@ class SamNode(LifecycleNode):
             if self.parameter_problem:
                 raise ValueError(self.parameter_problem)
             self.segmenter = Segmenter(self.config)
-            self.tf = self._listen_to_tf() if self.config.target_frame else None
+            if self.config.target_frame and self.tf is None:
+                self.tf = self._listen_to_tf()
         except Exception as error:  # noqa: BLE001  every start-up failure is one line, never a traceback
             self.segmenter = None
             self.get_logger().error(f"configure failed: {_one_line(error)}")
             return FAILURE
-        self._make_publishers()
+        if not self._publishers_made:  # made once: entities destroyed while an executor spins can stall it (Jazzy)
+            self._make_publishers()
+            self._subscribe()
+            self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"configured: model on {self.segmenter.device} ({self.segmenter.dtype}), "
                                f"prompt_mode={self.config.prompt_mode}, grid_size={self.config.grid_size}")
         return SUCCESS
@@ -98,11 +100,14 @@ class SamNode(LifecycleNode):
         """Lifecycle publishers enabled, then subscriptions, the inference thread and the diagnostics timer on."""
         enabled = super().on_activate(state)
         self.stats = FrameStats(self.config.diagnostics_window_s)
-        self._subscribe()
+        self.slot = LatestSlot()
+        if self.sync is not None:
+            self.sync = ApproximateTimeSynchronizer(3, self.config.sync_queue_size, self.config.sync_slop,
+                                                    self._hand_off)
         self._stop.clear()
         self.worker = threading.Thread(target=self._work, name="sam_ros_inference", daemon=True)
         self.worker.start()
-        self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self._active = True
         self.get_logger().info("active")
         return enabled
 
@@ -151,26 +156,17 @@ class SamNode(LifecycleNode):
     def _subscribe(self) -> None:
         c = self.config
         inputs = qos(c.qos_input_reliability, c.qos_input_depth)
-        self.slot = LatestSlot()
         colour_type, colour_topic = ((CompressedImage, "image/compressed") if c.image_transport == "compressed"
                                      else (Image, "image"))
-        made = [self.create_subscription(colour_type, colour_topic, lambda m: self._offer(0, m), inputs)]
+        self.create_subscription(colour_type, colour_topic, lambda m: self._offer(0, m), inputs)
         if c.use_depth:
             self.sync = ApproximateTimeSynchronizer(3, c.sync_queue_size, c.sync_slop, self._hand_off)
-            made += [self.create_subscription(Image, "depth", lambda m: self._offer(1, m), inputs),
-                     self.create_subscription(CameraInfo, "camera_info", lambda m: self._offer(2, m), inputs)]
-        else:
-            self.sync = None
-        self._subscriptions_made = made
+            self.create_subscription(Image, "depth", lambda m: self._offer(1, m), inputs)
+            self.create_subscription(CameraInfo, "camera_info", lambda m: self._offer(2, m), inputs)
 
     def _stop_processing(self) -> None:
-        """Unsubscribe, stop the timer, and let the inference thread finish its frame and end."""
-        for subscription in self._subscriptions_made:
-            self.destroy_subscription(subscription)
-        self._subscriptions_made = []
-        if self._diagnostics_timer is not None:
-            self.destroy_timer(self._diagnostics_timer)
-            self._diagnostics_timer = None
+        """Input ignored from now on; the inference thread finishes its frame and ends."""
+        self._active = False
         self._stop.set()
         self.slot.close()
         if self.worker is not None:
@@ -178,12 +174,7 @@ class SamNode(LifecycleNode):
             self.worker = None
 
     def _release(self) -> None:
-        """Publishers and the model go; on a GPU its memory goes back to the driver."""
-        for publisher in self._publishers_made:
-            self.destroy_lifecycle_publisher(publisher)
-        for subscription in self._tf_subscriptions:
-            self.destroy_subscription(subscription)
-        self._publishers_made, self._tf_subscriptions, self.tf = [], [], None
+        """The model goes; on a GPU its memory goes back to the driver."""
         on_gpu = self.segmenter is not None and self.segmenter.device.type == "cuda"
         self.segmenter = None
         gc.collect()
@@ -201,9 +192,8 @@ class SamNode(LifecycleNode):
         dynamic = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         static = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._tf_subscriptions = [
-            self.create_subscription(TFMessage, "/tf", lambda m: self._add_transforms(buffer, m, False), dynamic),
-            self.create_subscription(TFMessage, "/tf_static", lambda m: self._add_transforms(buffer, m, True), static)]
+        self.create_subscription(TFMessage, "/tf", lambda m: self._add_transforms(buffer, m, False), dynamic)
+        self.create_subscription(TFMessage, "/tf_static", lambda m: self._add_transforms(buffer, m, True), static)
         return buffer
 
     def _add_transforms(self, buffer: TransformBuffer, msg, static: bool) -> None:
@@ -267,6 +257,8 @@ class SamNode(LifecycleNode):
 
     # --- input -----------------------------------------------------------------------------
     def _offer(self, topic: int, msg) -> None:
+        if not self._active:
+            return
         self.counters["received"] += 1
         self.stats.record("received")
         if self.sync is None:
@@ -366,6 +358,8 @@ class SamNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         """Level, FPS, rates and latency of the recent window; cumulative counters as values."""
+        if not self._active:
+            return
         summary = self.stats.summary()
         level, message = health(summary, self.config.no_input_warn_s)
         window = {f"{kind}_in_window": count for kind, count in summary.counts.items()}
@@ -386,6 +380,9 @@ class SamNode(LifecycleNode):
     def destroy_node(self) -> None:
         self._stop_processing()
         self._release()
+        for publisher in self._publishers_made:
+            self.destroy_lifecycle_publisher(publisher)
+        self._publishers_made = []
         super().destroy_node()
 
 

@@ -28,6 +28,7 @@ def node_process(ros, tmp_path_factory):
                "--params-file", str(BUNDLED_PARAMS), "-p", "device:=cpu", "-p", "grid_size:=12",
                "-r", f"image:={COLOUR_TOPIC}", "-r", f"depth:={DEPTH_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}"]
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    process.log = log
     yield process
     process.terminate()
     process.wait(timeout=20)
@@ -71,7 +72,7 @@ def test_a_recording_replayed_into_the_node(node_process, tmp_path):
     try:
         for (_, msgs), frame in zip(player.frames(), frames):
             assert wait_for(lambda: frame.stamp_ns in objects, timeout=120, action=lambda: player.publish(msgs),
-                            action_every=10)
+                            action_every=10), node_process.log.read_text()[-3000:]
             visible = [o for o in frame.scene.objects if (frame.scene.labels == o.id).sum() > 1500]
             published = objects[frame.stamp_ns].objects
             assert all(o.kind == o.KIND_OBJECT for o in published)  # the floor and the wall are not objects
