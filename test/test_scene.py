@@ -343,3 +343,16 @@ def test_a_single_object_filling_the_view():
     scene = analyse_scene(masks, noisy_depth(scene_render), camera_of(scene_render), prompts_of(masks), CONFIG)
     assert_clean(scene)
     assert len(scene.objects) == 1 and scene.objects[0].valid  # one big plane, one mask: a wall of a box, or a wall
+
+
+def test_refined_masks_match_a_plain_upsampling():
+    from sam_ros.scene.refine import refined_masks
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((6, 97, 131)) > 0.3  # odd sizes: the grid's last row and column cover one pixel
+    removed = np.zeros((6, 49, 66), bool)
+    removed[1, 5:20, 10:30] = rng.random((15, 20)) > 0.5
+    removed[3, 48, 65] = True
+    removed[4] = rng.random((49, 66)) > 0.7
+    plain = np.repeat(np.repeat(removed, 2, axis=1), 2, axis=2)[:, :97, :131]
+    assert np.array_equal(refined_masks(masks, removed, 2), masks & ~plain)
