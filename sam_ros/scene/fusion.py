@@ -267,7 +267,9 @@ def _estimates(cloud: ObjectPoints, min_valid_points: int, up: np.ndarray) -> li
     axis_a, axis_b = reference_axes(up)
     rel = points - centroid[index]
     a, b = rel @ axis_a, rel @ axis_b
-    vertical = segment_quantiles(index, points @ up, n, qs)
+    axis = np.flatnonzero(np.abs(up) == 1.0)
+    vertical = (bounds[:, axis[0]] * up[axis[0]] if axis.size else segment_quantiles(index, points @ up, n, qs))
+    vertical = np.sort(vertical, axis=1)  # up = -axis mirrors the quantiles (they are symmetric in rank)
     yaw = _min_area_yaw(index, a, b, n)
     yaw = np.where(_extent_along(index, a, b, yaw, n, 0) < _extent_along(index, a, b, yaw, n, 1), yaw + np.pi / 2, yaw)
     c, s = np.cos(yaw)[index], np.sin(yaw)[index]

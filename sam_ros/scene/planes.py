@@ -210,6 +210,8 @@ def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, u
     grouped by ``index`` (ascending).
     """
     n = len(candidates)
+    keep = candidates[index]
+    index, points = index[keep], points[keep]
     counts = np.bincount(index, minlength=n)
     chosen = candidates & (counts >= 10)
     if not chosen.any():
