@@ -173,7 +173,7 @@ def object_points(masks: torch.Tensor | np.ndarray, depth_m: np.ndarray, camera:
     index, ys, xs = np.nonzero(selected)
     rays = rays if rays is not None else camera.rays()
     points = back_project(depth[ys, xs], rays[ys, xs], transform)
-    keep = mad_inliers(index, points_depth(depth[ys, xs]), n, mad_gate, min_gate_m)
+    keep = mad_inliers(index, depth[ys, xs].astype(np.float64), n, mad_gate, min_gate_m)
     return ObjectPoints.from_numpy(index[keep], points[keep], n, coverage)
 
 
@@ -183,10 +183,6 @@ def check_sizes(mask_shape: tuple, depth_shape: tuple, camera: PinholeCamera) ->
         raise ValueError(f"depth is {depth_shape[1]}x{depth_shape[0]} but masks are {w}x{h}: align depth to colour")
     if (camera.width, camera.height) != (w, h):
         raise ValueError(f"CameraInfo is {camera.width}x{camera.height} but the image is {w}x{h}")
-
-
-def points_depth(z: np.ndarray) -> np.ndarray:
-    return np.asarray(z, dtype=np.float64)
 
 
 def back_project(z: np.ndarray, rays: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
