@@ -106,8 +106,8 @@ def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.nd
             erosion_px: int, stride: int, min_points: int) -> ObjectPoints:
     """Points of the refined masks (eroded where enough survive: edges carry flying depth), MAD-gated in depth.
 
-    Structure masks (the floor and walls are most of the image) use every other grid point: their
-    boxes need no more, and the per-point cost of the frame halves.
+    Large structure masks (the floor and walls are most of the image) use every other grid point in
+    each direction: their boxes need no more, and the per-point cost of the frame halves.
     """
     n = masks.shape[0]
     finite = np.isfinite(z)
@@ -116,7 +116,8 @@ def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.nd
     full = keep & finite
     sparse = np.zeros(z.shape, bool)
     sparse[::2, ::2] = True
-    full[structure] &= sparse
+    large = structure & (np.count_nonzero(full.reshape(n, -1), 1) >= 8 * min_points)
+    full[large] &= sparse
     selected = erode(full, erosion_px // stride) if erosion_px >= stride else full  # pixels -> grid steps
     too_few = np.count_nonzero(selected.reshape(n, -1), 1) < min_points
     selected[too_few] = full[too_few]  # small objects keep their edge pixels
