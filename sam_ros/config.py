@@ -39,7 +39,7 @@ class SamRosConfig:
                               choices=("grid", "aop"), dynamic=True)
     grid_size: int = _param(16, "Points per side of the prompt grid", low=1, high=64, dynamic=True)
     aop_checkpoint: str = _param("", "AoP prompt predictor file; '' = <model file>_aop.pt beside the model "
-                                 "(shipped for 'bundled')")
+                                 "(shipped for 'bundled'); a change loads the new file", dynamic=True)
     aop_smoothing: float = _param(2.0, "AoP: Gaussian sigma applied to the prompt-confidence map, in cells of a "
                                   "64-cell grid over the image (paper's smoothing factor)",
                                   low=0.0, high=10.0, dynamic=True)
@@ -53,6 +53,14 @@ class SamRosConfig:
     aop_fill_grid: int = _param(16, "AoP: points per side of the grid checked after the predicted prompts; points "
                                 "not on an object already segmented are decoded too (0 = predicted prompts only)",
                                 low=0, high=64, dynamic=True)
+    temporal_prompts: bool = _param(False, "Video: decode one point per live track first (inside its last mask, moved "
+                                    "by its motion), then only the grid/AoP points those masks leave uncovered; "
+                                    "masks keep the id of the track whose prompt made them", dynamic=True)
+    rescan_every: int = _param(8, "Temporal prompts: a full grid/AoP scan every this many frames (a new object is "
+                               "found within this many frames)", low=1, high=1000, dynamic=True)
+    temporal_coverage_drop: float = _param(0.05, "Temporal prompts: decode every uncovered point when the tracks' masks "
+                                           "cover this fraction of the frame less than the last frame's masks did",
+                                           low=0.0, high=1.0, dynamic=True)
 
     # --- mask filtering --------------------------------------------------------------------
     pred_iou_thresh: float = _param(0.88, "Drop masks whose predicted IoU is below this",
@@ -72,7 +80,7 @@ class SamRosConfig:
                               dynamic=True)
     max_decode_memory_mb: int = _param(
         2048, "Memory cap of one batched decoder call; prompts are chunked only above it (MobileSAM: ~9 MB per "
-        "prompt in fp32, half in fp16/bf16)",
+        "prompt in fp32, half in fp16/bf16; on a GPU 20% of the cap is left to the caching allocator)",
         low=64, high=1_000_000, dynamic=True)
 
     # --- depth fusion ----------------------------------------------------------------------
@@ -136,6 +144,29 @@ class SamRosConfig:
     sync_slop: float = _param(0.05, "Max stamp difference (s) between colour, depth and camera info",
                               low=0.0, high=10.0)
     sync_queue_size: int = _param(10, "Messages kept per topic while matching stamps", low=1, high=1000)
+
+    # --- node: lifecycle, QoS, diagnostics -------------------------------------------------------
+    autostart: bool = _param(True, "Configure and activate the lifecycle node at start-up; false = wait for a "
+                             "lifecycle manager (change_state)")
+    qos_input_reliability: str = _param("best_effort", "Reliability of the image, depth and camera_info "
+                                        "subscriptions; best_effort also matches reliable publishers",
+                                        choices=("best_effort", "reliable"))
+    qos_input_depth: int = _param(5, "History depth of each input subscription", low=1, high=100)
+    qos_results_reliability: str = _param("reliable", "Reliability of masks, objects and markers (small): "
+                                          "reliable reaches reliable and best-effort subscribers",
+                                          choices=("best_effort", "reliable"))
+    qos_results_depth: int = _param(10, "History depth of masks, objects and markers", low=1, high=100)
+    qos_images_reliability: str = _param("reliable", "Reliability of the overlay and label image (~1 MB each): "
+                                         "reliable reaches both kinds of subscriber; best_effort never resends "
+                                         "on a lossy link", choices=("best_effort", "reliable"))
+    qos_images_depth: int = _param(1, "History depth of the overlay and label image", low=1, high=100)
+    qos_points_reliability: str = _param("reliable", "Reliability of the object point cloud; as the images",
+                                         choices=("best_effort", "reliable"))
+    qos_points_depth: int = _param(1, "History depth of the object point cloud", low=1, high=100)
+    diagnostics_window_s: float = _param(5.0, "Sliding window (s) of the diagnostics' FPS, rates, latency "
+                                         "percentiles and level", low=0.5, high=600.0)
+    no_input_warn_s: float = _param(2.0, "Diagnostics warn when no input message arrived for this long (s)",
+                                    low=0.1, high=3600.0)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -26,7 +26,10 @@ from .masks import MaskRecord
 from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
 from .prompts import (AoPPrompts, EncodedImage, GridPrompts, PromptPredictor, PromptStrategy, load_predictor,
                       predictor_beside)
+from .prompts.temporal import TemporalPrompts, temporal_wrapped
+from .timing import StageTimer
 from .tracking import ObjectTracker
+from .transfer import PinnedStaging
 
 # Fields whose change needs a new model (or device); everything else applies to the next frame.
 MODEL_FIELDS = ("checkpoint", "device", "dtype")
@@ -95,18 +98,23 @@ class Segmenter:
             model, _ = load_sam(config.checkpoint or None, self.device, self.dtype)
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
-        self._predictor: PromptPredictor | None = None
+        self._predictor: tuple[str, PromptPredictor] | None = None  # (file, predictor) of the last one loaded
+        self._staging = PinnedStaging()
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
         self.boxes = BoxContinuity(config.track_smoothing, config.track_smoothing_gate)
 
-    def update(self, config: SamRosConfig) -> None:
-        """Apply a new configuration to the next frame; model, device or dtype changes need a new Segmenter."""
+    def check(self, config: SamRosConfig) -> PromptStrategy:
+        """The prompt strategy ``config`` needs (loading a new AoP predictor), or why it cannot apply."""
         changed = [name for name in MODEL_FIELDS if getattr(config, name) != getattr(self.config, name)]
         if changed:
             raise ValueError(f"changing {', '.join(changed)} needs a restart")
-        self.strategy = self._strategy(config)
+        return self._strategy(config)
+
+    def update(self, config: SamRosConfig) -> None:
+        """Apply a new configuration; call it between frames (``run`` reads ``self.config`` in several stages)."""
+        self.strategy = self.check(config)
         # New gates apply to the tracks already held: objects keep their ids across a parameter change.
         self.tracker.max_distance, self.tracker.min_iou, self.tracker.max_age = (
             config.track_max_distance, config.track_min_iou, config.track_max_age)
@@ -114,28 +122,35 @@ class Segmenter:
         self.config = config
 
     def _strategy(self, config: SamRosConfig) -> PromptStrategy:
+        base = self._base_strategy(config)
+        if not config.temporal_prompts:
+            return base
+        return temporal_wrapped(base, getattr(self, "strategy", None), config.rescan_every,
+                                config.temporal_coverage_drop, config.mask_threshold)
+
+    def _base_strategy(self, config: SamRosConfig) -> PromptStrategy:
         if config.prompt_mode == "grid":
             return GridPrompts(config.grid_size)
         return AoPPrompts(self._prompt_predictor(config), config.aop_smoothing, config.aop_conf_thresh,
                           config.aop_spacing, config.aop_elim_thresh, config.aop_fill_grid, config.mask_threshold)
 
     def _prompt_predictor(self, config: SamRosConfig) -> PromptPredictor:
-        """The AoP predictor, loaded on first use and checked against the model's embedding size."""
-        if self._predictor is None:
-            path = config.aop_checkpoint
-            if not path:
-                try:
-                    path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
-                except CheckpointNotFoundError:
-                    raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
-                                            "(there is no model file to look beside)") from None
+        """The AoP predictor, loaded when first needed or when its file changes, checked against the model."""
+        path = config.aop_checkpoint
+        if not path:
+            try:
+                path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
+            except CheckpointNotFoundError:
+                raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
+                                        "(there is no model file to look beside)") from None
+        if self._predictor is None or self._predictor[0] != str(path):
             predictor, _ = load_predictor(path, self.device, self.dtype)
             channels = self.model.prompt_encoder.embed_dim
             if predictor.embed_dim != channels:
                 raise ValueError(f"AoP predictor {path} was trained for {predictor.embed_dim}-channel embeddings, "
                                  f"this model has {channels}: train one for it (python -m sam_ros.train.train_aop)")
-            self._predictor = predictor
-        return self._predictor
+            self._predictor = (str(path), predictor)
+        return self._predictor[1]
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> EncodedImage:
@@ -145,48 +160,54 @@ class Segmenter:
 
     def _preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         return preprocess(rgb, self.model.img_size, self.model.pixel_mean, self.model.pixel_std, self.device,
-                          self.dtype)
+                          self.dtype, self._staging)
 
     @torch.inference_mode()
     def segment(self, rgb: np.ndarray) -> SegmentationResult:
         """All masks of one uint8 HxWx3 RGB frame; raises ValueError for malformed frames."""
-        timings = {}
-        with self._timed(timings, "preprocess_ms"):
+        timer = StageTimer(self.device)
+        with timer.stage("preprocess_ms"):
             image, input_size = self._preprocess(rgb)
-        with self._timed(timings, "encoder_ms"):
+        with timer.stage("encoder_ms"):
             encoded = EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
-        result = self.segment_encoded(encoded)
-        result.timings_ms = {**timings, **result.timings_ms}
-        result.timings_ms["total_ms"] = sum(v for k, v in result.timings_ms.items() if k != "total_ms")
+        result = self._segment_encoded(encoded, timer)
+        result.timings_ms = self._timings(timer)
         return result
 
     @torch.inference_mode()
     def segment_encoded(self, encoded: EncodedImage) -> SegmentationResult:
         """The prompt side of ``segment`` for an image already encoded (timings from 'prompts' on)."""
-        config, timings = self.config, {}
-        prompts, decode_ms = [], [0.0]
+        timer = StageTimer(self.device)
+        result = self._segment_encoded(encoded, timer)
+        result.timings_ms = self._timings(timer)
+        return result
+
+    def _segment_encoded(self, encoded: EncodedImage, timer: StageTimer) -> SegmentationResult:
+        config, prompts = self.config, []
 
         def decode(points: torch.Tensor) -> MaskBatch:
-            start = time.perf_counter()
             prompts.append(points.shape[0])
-            batch = decode_points(self.model, encoded, points, pred_iou_thresh=config.pred_iou_thresh,
-                                  stability_thresh=config.stability_thresh, stability_offset=config.stability_offset,
-                                  mask_threshold=config.mask_threshold, max_memory_mb=config.max_decode_memory_mb)
-            self._synchronize()
-            decode_ms[0] += (time.perf_counter() - start) * 1000.0
-            return batch
+            with timer.stage("decode_ms"):
+                return decode_points(self.model, encoded, points, pred_iou_thresh=config.pred_iou_thresh,
+                                     stability_thresh=config.stability_thresh,
+                                     stability_offset=config.stability_offset, mask_threshold=config.mask_threshold,
+                                     max_memory_mb=config.max_decode_memory_mb)
 
-        with self._timed(timings, "prompts_ms"):
+        with timer.stage("prompts_ms"):
             batch = self.strategy.propose(encoded, decode)
-        timings["prompts_ms"] = max(0.0, timings["prompts_ms"] - decode_ms[0])  # choosing them, not decoding
-        timings["decode_ms"] = decode_ms[0]
-        with self._timed(timings, "filter_ms"):
+        with timer.stage("filter_ms"):
             batch = self._filter(batch, encoded)
-        with self._timed(timings, "postprocess_ms"):
-            result = self._to_frame(batch, encoded, sum(prompts))
+        with timer.stage("postprocess_ms"):
+            return self._to_frame(batch, encoded, sum(prompts))
+
+    @staticmethod
+    def _timings(timer: StageTimer) -> dict[str, float]:
+        """The frame's stage times (the one synchronisation per frame on a GPU); 'prompts' is choosing them."""
+        timings = timer.milliseconds()
+        timings["decode_ms"] = timings.get("decode_ms", 0.0)
+        timings["prompts_ms"] = max(0.0, timings["prompts_ms"] - timings["decode_ms"])
         timings["total_ms"] = sum(timings.values())
-        result.timings_ms = timings
-        return result
+        return timings
 
     def run(self, rgb: np.ndarray, depth: np.ndarray | None = None, camera: PinholeCamera | None = None,
             camera_to_target: np.ndarray | None = None) -> Frame:
@@ -207,6 +228,9 @@ class Segmenter:
             if depth_shape != np.shape(rgb)[:2] or (camera.height, camera.width) != np.shape(rgb)[:2]:
                 raise ValueError(f"size mismatch: colour {np.shape(rgb)[:2]}, depth {depth_shape}, camera "
                                  f"{(camera.height, camera.width)} (height, width); align depth to colour")
+        temporal = self.strategy if isinstance(self.strategy, TemporalPrompts) else None
+        if temporal is not None:
+            temporal.set_tracks(*self.tracker.prompts())
         result = self.segment(rgb)
         timings = dict(result.timings_ms)
         scene = None
@@ -217,7 +241,8 @@ class Segmenter:
             objects = scene.objects if scene is not None else None
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))
-            track_ids = self.tracker.update(result.masks, centroids)
+            claims = temporal.claims(result.points) if temporal is not None else None
+            track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
             if scene is not None:
                 self._continuous_boxes(scene, track_ids)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
@@ -233,7 +258,7 @@ class Segmenter:
         """Structure, objects, parts, 3D geometry and support of the frame's masks (see scene.stage)."""
         config = self.config
         depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
-        return analyse_scene(result.masks, depth_m, camera, result.points.cpu().numpy(), config,
+        return analyse_scene(self._staging.download(result.masks), depth_m, camera, result.points.cpu().numpy(), config,
                              transform=camera_to_target, up=None if camera_to_target is None else Z_UP,
                              rays=self._camera_rays(camera))
 
@@ -279,14 +304,9 @@ class Segmenter:
         return SegmentationResult(masks, masks_to_boxes(masks), areas[keep], batch.iou[keep], batch.stability[keep],
                                   batch.points[keep], num_prompts)
 
-    def _synchronize(self) -> None:
-        """Wait for queued GPU work, so that a stage's time is its own and not the next stage's."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     @contextmanager
     def _timed(self, timings: dict[str, float], name: str):
+        """Host clock for host-side stages (fusion, tracking): their waits for GPU results are their own."""
         start = time.perf_counter()
         yield
-        self._synchronize()
         timings[name] = (time.perf_counter() - start) * 1000.0

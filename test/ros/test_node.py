@@ -96,6 +96,7 @@ def bundled_model_parameters(**extra):
 @pytest.fixture(scope="module")
 def harness(ros):
     node = SamNode(parameter_overrides=bundled_model_parameters(grid_size=12))
+    assert node.autostart()
     camera = Camera()
     spinner = Spinner(node, camera.node)
     yield node, camera
@@ -303,6 +304,7 @@ def test_objects_in_a_target_frame_through_tf(ros, scene):
     """target_frame=base_link: no transform yet -> masks only (counted); after /tf_static -> objects in base_link."""
     node = SamNode(namespace="tf_test",
                    parameter_overrides=bundled_model_parameters(grid_size=12, target_frame="base_link"))
+    assert node.autostart()
     camera = Camera(namespace="tf_test")
     static_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     broadcaster = camera.node.create_publisher(TFMessage, "/tf_static", static_qos)
@@ -341,6 +343,7 @@ def test_compressed_colour_from_image_transport(ros, scene):
     """image_transport=compressed: JPEG colour on image/compressed gives the same objects; a corrupt one is a counted drop."""
     node = SamNode(namespace="compressed_test",
                    parameter_overrides=bundled_model_parameters(grid_size=12, image_transport="compressed"))
+    assert node.autostart()
     camera = Camera(namespace="compressed_test")
     colour = camera.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
     spinner = Spinner(node, camera.node)

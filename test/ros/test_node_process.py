@@ -89,8 +89,12 @@ def test_launch_file_wires_the_node_to_a_realsense_camera():
     tree = ast.parse(source)
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
     for text in ("/camera/color/image_raw", "/camera/aligned_depth_to_color/image_raw", "/camera/color/camera_info",
-                 'executable="sam_node"', "sam_ros.yaml", "FASTDDS_DEFAULT_PROFILES_FILE", "sam_ros.rviz"):
+                 'executable="sam_node"', "sam_ros.yaml", "FASTDDS_DEFAULT_PROFILES_FILE", "sam_ros.rviz",
+                 "LifecycleNode(", '"autostart"'):
         assert text in source
+    # the Fast DDS profile goes to sam_node alone, and only where the environment names none
+    assert "SetEnvironmentVariable" not in source and "additional_env=" in source
+    assert 'EnvironmentVariable(\n            "FASTDDS_DEFAULT_PROFILES_FILE", default_value=' in source
     for folder, name in (("config", "sam_ros.yaml"), ("config", "fastdds_profile.xml"), ("rviz", "sam_ros.rviz")):
         assert (ROOT / folder / name).is_file()
     assert (ROOT / "scripts" / "sam_node").stat().st_mode & 0o111
