@@ -183,8 +183,10 @@ def frame_json(frame: InputFrame, result: Frame) -> dict:
                            "centroid": [round(float(v), 4) for v in e.centroid],
                            "aabb_center": [round(float(v), 4) for v in e.aabb_center],
                            "aabb_size": [round(float(v), 4) for v in e.aabb_size],
-                           "obb_yaw": round(e.obb_yaw, 4), "point_count": e.point_count,
-                           "depth_coverage": round(e.depth_coverage, 3)}
+                           "obb_yaw": round(e.obb_yaw, 4), "obb_size": [round(float(v), 4) for v in e.obb_size],
+                           "point_count": e.point_count, "depth_coverage": round(e.depth_coverage, 3),
+                           "kind": e.kind, "structure": e.structure, "parent_mask_id": e.parent + 1,
+                           "support_mask_id": e.support + 1, "support_kind": e.support_kind}
                           for i, (e, track_id) in enumerate(zip(result.objects, result.track_ids))]
     return out
 

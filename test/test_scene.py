@@ -351,3 +351,16 @@ def test_a_frame_without_masks(stacked):
     scene = analyse_scene(masks, noisy_depth(stacked), camera_of(stacked), np.zeros((0, 2)), CONFIG)
     assert scene.objects == [] and len(scene.points) == 0
     assert_clean(scene)
+
+
+def test_refined_masks_match_a_plain_upsampling():
+    from sam_ros.scene.refine import refined_masks
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((6, 97, 131)) > 0.3  # odd sizes: the grid's last row and column cover one pixel
+    removed = np.zeros((6, 49, 66), bool)
+    removed[1, 5:20, 10:30] = rng.random((15, 20)) > 0.5
+    removed[3, 48, 65] = True
+    removed[4] = rng.random((49, 66)) > 0.7
+    plain = np.repeat(np.repeat(removed, 2, axis=1), 2, axis=2)[:, :97, :131]
+    assert np.array_equal(refined_masks(masks, removed, 2), masks & ~plain)

@@ -33,6 +33,7 @@ MAD_TO_SIGMA = 1.4826
 EXTENT_QUANTILE = 0.01
 YAW_STEPS = 90       # candidate yaws over a quarter turn (a rectangle repeats every 90 degrees): 1 degree apart
 HULL_DIRECTIONS = 32  # directions (and their opposites) whose extreme points stand in for the convex hull
+HULL_SAMPLE = 400     # points per object (about) searched for its orientation
 
 
 @dataclass
@@ -172,7 +173,7 @@ def object_points(masks: torch.Tensor | np.ndarray, depth_m: np.ndarray, camera:
     index, ys, xs = np.nonzero(selected)
     rays = rays if rays is not None else camera.rays()
     points = back_project(depth[ys, xs], rays[ys, xs], transform)
-    keep = mad_inliers(index, points_depth(depth[ys, xs]), n, mad_gate, min_gate_m)
+    keep = mad_inliers(index, depth[ys, xs].astype(np.float64), n, mad_gate, min_gate_m)
     return ObjectPoints.from_numpy(index[keep], points[keep], n, coverage)
 
 
@@ -182,10 +183,6 @@ def check_sizes(mask_shape: tuple, depth_shape: tuple, camera: PinholeCamera) ->
         raise ValueError(f"depth is {depth_shape[1]}x{depth_shape[0]} but masks are {w}x{h}: align depth to colour")
     if (camera.width, camera.height) != (w, h):
         raise ValueError(f"CameraInfo is {camera.width}x{camera.height} but the image is {w}x{h}")
-
-
-def points_depth(z: np.ndarray) -> np.ndarray:
-    return np.asarray(z, dtype=np.float64)
 
 
 def back_project(z: np.ndarray, rays: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
@@ -266,7 +263,9 @@ def _estimates(cloud: ObjectPoints, min_valid_points: int, up: np.ndarray) -> li
     axis_a, axis_b = reference_axes(up)
     rel = points - centroid[index]
     a, b = rel @ axis_a, rel @ axis_b
-    vertical = segment_quantiles(index, points @ up, n, qs)
+    axis = np.flatnonzero(np.abs(up) == 1.0)
+    vertical = (bounds[:, axis[0]] * up[axis[0]] if axis.size else segment_quantiles(index, points @ up, n, qs))
+    vertical = np.sort(vertical, axis=1)  # up = -axis mirrors the quantiles (they are symmetric in rank)
     yaw = _min_area_yaw(index, a, b, n)
     yaw = np.where(_extent_along(index, a, b, yaw, n, 0) < _extent_along(index, a, b, yaw, n, 1), yaw + np.pi / 2, yaw)
     c, s = np.cos(yaw)[index], np.sin(yaw)[index]
@@ -307,6 +306,11 @@ def _min_area_yaw(index: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np
     """Per segment, the yaw in [0, 90) degrees of the smallest-area rectangle around its (a, b) points."""
     if index.size == 0:
         return np.zeros(n)
+    # Every k-th point of a large object is enough to find its orientation (its extents use all points).
+    counts = np.bincount(index, minlength=n)
+    rank = np.arange(index.size) - (np.cumsum(counts) - counts)[index]
+    sample = rank % np.maximum(counts // HULL_SAMPLE, 1)[index] == 0
+    index, a, b = index[sample], a[sample], b[sample]
     directions = np.arange(HULL_DIRECTIONS) * (np.pi / HULL_DIRECTIONS)
     unit = np.stack([np.cos(directions), np.sin(directions)]).astype(np.float32)
     proj = np.stack([a, b], 1).astype(np.float32) @ unit  # (P, D)

@@ -20,7 +20,7 @@ HORIZONTAL_COS = np.cos(np.radians(20.0))  # a plane within 20 degrees of level 
 VERTICAL_SIN = np.sin(np.radians(20.0))    # ... within 20 degrees of upright is a wall
 UP_HINT_COS = np.cos(np.radians(60.0))     # optical frame: the floor's normal is within 60 degrees of -y
 SAMPLE_WINDOW = 6                          # grid cells: the other two points of a hypothesis lie this close
-SCORE_POINTS = 1024                        # hypotheses are scored on at most this many points
+SCORE_POINTS = 512                         # hypotheses are scored on at most this many points
 EXTRA_ROUNDS = 3                           # MSAC rounds allowed to find a plane that is not kept (a box face)
 SLAB_RMS = 0.5                             # inliers' RMS distance in bands: ~1/band_sigmas on a plane, 0.58 in a slab
 EDGE_ON_M = 0.1                            # a plane passing this close to the camera is seen edge-on
@@ -210,6 +210,8 @@ def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, u
     grouped by ``index`` (ascending).
     """
     n = len(candidates)
+    keep = candidates[index]
+    index, points = index[keep], points[keep]
     counts = np.bincount(index, minlength=n)
     chosen = candidates & (counts >= 10)
     if not chosen.any():

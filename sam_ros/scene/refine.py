@@ -108,9 +108,14 @@ def refined_masks(masks: np.ndarray, removed: np.ndarray, stride: int) -> np.nda
     """Full-resolution (N, H, W) masks without the grid pixels refinement removed (each covers stride^2 pixels)."""
     h, w = masks.shape[1:]
     out = masks.copy()
-    changed = np.nonzero(removed.reshape(len(removed), -1).any(1))[0]
-    grown = np.repeat(np.repeat(removed[changed], stride, axis=1), stride, axis=2)[:, :h, :w]
-    out[changed] &= ~grown
+    rows, cols = removed.any(2), removed.any(1)
+    for i in np.nonzero(rows.any(1))[0]:  # per changed mask, only the box around what it lost
+        r0, r1 = np.nonzero(rows[i])[0][[0, -1]]
+        c0, c1 = np.nonzero(cols[i])[0][[0, -1]]
+        grown = np.repeat(np.repeat(removed[i, r0:r1 + 1, c0:c1 + 1], stride, axis=0), stride, axis=1)
+        y0, x0 = r0 * stride, c0 * stride
+        y1, x1 = min(y0 + grown.shape[0], h), min(x0 + grown.shape[1], w)
+        out[i, y0:y1, x0:x1] &= ~grown[:y1 - y0, :x1 - x0]
     return out
 
 

@@ -91,7 +91,8 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     full_masks = refined_masks(masks, refined.removed, s)
     lap("refine_ms")
 
-    parents = part_parents(refined.keep, refined.structure.astype(np.int64), config.part_containment)
+    # Containment is a ratio of areas: every other grid pixel in each direction measures it well enough.
+    parents = part_parents(refined.keep[:, ::2, ::2], refined.structure.astype(np.int64), config.part_containment)
     lap("hierarchy_ms")
 
     cloud = _gather(grid_masks, refined.keep, refined.structure, z, points, config.erosion_px, s, min_points)
@@ -111,8 +112,8 @@ def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.nd
             erosion_px: int, stride: int, min_points: int) -> ObjectPoints:
     """Points of the refined masks (eroded where enough survive: edges carry flying depth), MAD-gated in depth.
 
-    Structure masks (the floor and walls are most of the image) use every other grid point: their
-    boxes need no more, and the per-point cost of the frame halves.
+    Large structure masks (the floor and walls are most of the image) use every other grid point in
+    each direction: their boxes need no more, and the per-point cost of the frame halves.
     """
     n = masks.shape[0]
     finite = np.isfinite(z)
@@ -121,7 +122,8 @@ def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.nd
     full = keep & finite
     sparse = np.zeros(z.shape, bool)
     sparse[::2, ::2] = True
-    full[structure] &= sparse
+    large = structure & (np.count_nonzero(full.reshape(n, -1), 1) >= 8 * min_points)
+    full[large] &= sparse
     selected = erode(full, erosion_px // stride) if erosion_px >= stride else full  # pixels -> grid steps
     too_few = np.count_nonzero(selected.reshape(n, -1), 1) < min_points
     selected[too_few] = full[too_few]  # small objects keep their edge pixels

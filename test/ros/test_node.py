@@ -216,6 +216,18 @@ def test_object_points_of_the_known_scene(harness, scene):
         node.set_parameters([Parameter("min_valid_points", value=default)])
 
 
+def test_structure_on_the_object_list_only_when_asked(harness, scene):
+    node, camera = harness
+    assert node.set_parameters([Parameter("publish_structure", value=True)])[0].successful
+    try:
+        _, objects = cloud_and_objects(camera, scene)
+        structure = [o for o in objects.objects if o.kind == o.KIND_STRUCTURE]
+        assert {"floor", "wall"} <= {o.structure_class for o in structure}
+        assert len(objects.objects) - len(structure) == len(visible_truth(scene))
+    finally:
+        node.set_parameters([Parameter("publish_structure", value=False)])
+
+
 def test_bad_input_is_counted_and_survived(harness, scene):
     node, camera = harness
     depth_mm = to_16uc1_mm(scene.depth)
