@@ -228,7 +228,10 @@ class Segmenter:
         with self._timed(timings, "tracking_ms"):
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))
-            claims = temporal.claims(result.points) if temporal is not None else None
+            claims = None
+            if temporal is not None:
+                temporal.record_kept(result.points, result.masks)
+                claims = temporal.claims(result.points)
             track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
         return Frame(result, track_ids, objects, timings, points)
