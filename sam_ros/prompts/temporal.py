@@ -1,13 +1,14 @@
 """Temporal prompts: a video's objects are where they were, so prompt them there first.
 
-On a frame after the first, the first decoder batch is one point per live track (from the tracker:
-inside its last mask, moved by its image motion). The second batch covers only what those masks
-leave uncovered: the base strategy's points (grid, or AoP's predicted prompts and fill grid) outside
-them, skipping fixed points whose prompt yielded no kept mask when last decoded (an empty wall, or
-one whose masks all lost to NMS or the area filter, stays so between scans; ``record_kept`` tells). Every ``rescan_every`` frames, and on any frame without tracks, the base strategy runs
-in full; when the track prompts cover clearly less of the frame than the last frame's masks did
-(``coverage_drop``), every uncovered point is decoded at once. So a new object is found within
-``rescan_every`` frames at the latest, and a frame costs a few dozen prompts instead of a grid.
+On a frame after a scan, the first decoder batch is the live tracks' prompts (from the tracker: inside
+each one's last mask, moved by its image motion). The second batch covers only what those masks leave
+uncovered: the base strategy's points (grid, or AoP's predicted prompts and fill grid) outside them,
+except fixed points whose prompt yielded no kept mask when last decoded (an empty wall, or a point
+whose masks all lost to NMS or the area filter, stays so until the next scan; ``record_kept`` tells).
+Every ``rescan_every`` frames, and on any frame without tracks, the base strategy runs in full; when
+the track prompts cover clearly less of the frame than the last frame's kept masks (``coverage_drop``),
+every uncovered point is decoded at once. So a new object is found within ``rescan_every`` frames at
+the latest, and a frame costs a few prompts per object instead of a grid.
 
 Masks made by a track's prompt claim that track's id (``claims``); the tracker checks the claim. Tracks
 that share a prompt (one point made a whole and its part) share its decode and its claims.
