@@ -17,7 +17,10 @@ from .camera import PinholeCamera
 from .config import SamRosConfig
 from .decode import MaskBatch, decode_points, valid_region
 from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_edge, upsample_to_frame
-from .fusion import Object3DEstimate, ObjectPoints, depth_to_metres, estimate_objects, object_points
+from .scene.boxes import BoxContinuity, TrackBox, box_rotation
+from .scene.fusion import Object3DEstimate, ObjectPoints, depth_to_metres
+from .scene.planes import Plane
+from .scene.stage import Scene, analyse_scene
 from .image import preprocess
 from .masks import MaskRecord
 from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
@@ -69,7 +72,10 @@ class Frame:
     track_ids: list[int]                         # one per mask, stable across frames
     objects: list[Object3DEstimate] | None       # one per mask; None without depth (or use_depth off)
     timings_ms: dict[str, float]                 # the segmentation's, plus fusion and tracking
-    object_points: ObjectPoints | None = None    # the points of the valid objects, as ``objects``; None without depth
+    object_points: ObjectPoints | None = None    # the points of the published objects (Scene.published); None without depth
+    planes: list[Plane] | None = None            # structure planes (floor, walls, table tops); None without depth
+    up: np.ndarray | None = None                 # the objects' frame's vertical (given, or estimated from the floor)
+    refined_masks: torch.Tensor | None = None    # (N, H, W) masks cut to their own surface (scene.refine); None without depth
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -92,21 +98,27 @@ class Segmenter:
             model, _ = load_sam(config.checkpoint or None, self.device, self.dtype)
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
-        self._predictor: PromptPredictor | None = None
+        self._predictor: tuple[str, PromptPredictor] | None = None  # (file, predictor) of the last one loaded
         self._staging = PinnedStaging()
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
+        self.boxes = BoxContinuity(config.track_smoothing, config.track_smoothing_gate)
 
-    def update(self, config: SamRosConfig) -> None:
-        """Apply a new configuration to the next frame; model, device or dtype changes need a new Segmenter."""
+    def check(self, config: SamRosConfig) -> PromptStrategy:
+        """The prompt strategy ``config`` needs (loading a new AoP predictor), or why it cannot apply."""
         changed = [name for name in MODEL_FIELDS if getattr(config, name) != getattr(self.config, name)]
         if changed:
             raise ValueError(f"changing {', '.join(changed)} needs a restart")
-        self.strategy = self._strategy(config)
+        return self._strategy(config)
+
+    def update(self, config: SamRosConfig) -> None:
+        """Apply a new configuration; call it between frames (``run`` reads ``self.config`` in several stages)."""
+        self.strategy = self.check(config)
         # New gates apply to the tracks already held: objects keep their ids across a parameter change.
         self.tracker.max_distance, self.tracker.min_iou, self.tracker.max_age = (
             config.track_max_distance, config.track_min_iou, config.track_max_age)
+        self.boxes.smoothing, self.boxes.gate = config.track_smoothing, config.track_smoothing_gate
         self.config = config
 
     def _strategy(self, config: SamRosConfig) -> PromptStrategy:
@@ -123,22 +135,22 @@ class Segmenter:
                           config.aop_spacing, config.aop_elim_thresh, config.aop_fill_grid, config.mask_threshold)
 
     def _prompt_predictor(self, config: SamRosConfig) -> PromptPredictor:
-        """The AoP predictor, loaded on first use and checked against the model's embedding size."""
-        if self._predictor is None:
-            path = config.aop_checkpoint
-            if not path:
-                try:
-                    path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
-                except CheckpointNotFoundError:
-                    raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
-                                            "(there is no model file to look beside)") from None
+        """The AoP predictor, loaded when first needed or when its file changes, checked against the model."""
+        path = config.aop_checkpoint
+        if not path:
+            try:
+                path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
+            except CheckpointNotFoundError:
+                raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
+                                        "(there is no model file to look beside)") from None
+        if self._predictor is None or self._predictor[0] != str(path):
             predictor, _ = load_predictor(path, self.device, self.dtype)
             channels = self.model.prompt_encoder.embed_dim
             if predictor.embed_dim != channels:
                 raise ValueError(f"AoP predictor {path} was trained for {predictor.embed_dim}-channel embeddings, "
                                  f"this model has {channels}: train one for it (python -m sam_ros.train.train_aop)")
-            self._predictor = predictor
-        return self._predictor
+            self._predictor = (str(path), predictor)
+        return self._predictor[1]
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> EncodedImage:
@@ -221,11 +233,12 @@ class Segmenter:
             temporal.set_tracks(*self.tracker.prompts())
         result = self.segment(rgb)
         timings = dict(result.timings_ms)
-        objects = points = None
-        with self._timed(timings, "fusion_ms"):
+        scene = None
+        with self._timed(timings, "scene_ms"):
             if fuse:
-                objects, points = self._fuse(self._staging.download(result.masks), depth, camera, camera_to_target)
+                scene = self._scene(result, depth, camera, camera_to_target)
         with self._timed(timings, "tracking_ms"):
+            objects = scene.objects if scene is not None else None
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))
             claims = None
@@ -233,20 +246,36 @@ class Segmenter:
                 temporal.record_kept(result.points, result.masks)
                 claims = temporal.claims(result.points)
             track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
+            if scene is not None:
+                self._continuous_boxes(scene, track_ids)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
-        return Frame(result, track_ids, objects, timings, points)
+        if scene is None:
+            return Frame(result, track_ids, None, timings)
+        timings.update(scene.timings_ms)  # the scene stage's steps, inside scene_ms
+        points = scene.points.select(scene.published(self.config.fuse_parts))
+        return Frame(result, track_ids, scene.objects, timings, points, scene.planes, scene.up,
+                     torch.from_numpy(scene.masks))
 
-    def _fuse(self, masks: torch.Tensor, depth: np.ndarray, camera: PinholeCamera,
-              camera_to_target: np.ndarray | None) -> tuple[list[Object3DEstimate], ObjectPoints]:
-        """Each mask's 3D estimate, and the points of the valid ones (from one pass over the depth)."""
+    def _scene(self, result: SegmentationResult, depth: np.ndarray, camera: PinholeCamera,
+               camera_to_target: np.ndarray | None) -> Scene:
+        """Structure, objects, parts, 3D geometry and support of the frame's masks (see scene.stage)."""
         config = self.config
         depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
-        points = object_points(masks, depth_m, camera, erosion_px=config.erosion_px,
-                               min_valid_points=config.min_valid_points, rays=self._camera_rays(camera),
-                               transform=camera_to_target)
-        objects = estimate_objects(points, min_valid_points=config.min_valid_points,
-                                   up=None if camera_to_target is None else Z_UP)
-        return objects, points.select(points.valid(config.min_valid_points))
+        return analyse_scene(self._staging.download(result.masks), depth_m, camera, result.points.cpu().numpy(), config,
+                             transform=camera_to_target, up=None if camera_to_target is None else Z_UP,
+                             rays=self._camera_rays(camera))
+
+    def _continuous_boxes(self, scene: Scene, track_ids: list[int]) -> None:
+        """Each track's box as the equivalent of this frame's box whose yaw is nearest the track's last one
+        (smoothed with ``track_smoothing``)."""
+        for estimate, track_id in zip(scene.objects, track_ids):
+            if estimate.valid:
+                box = self.boxes.update(track_id, TrackBox(estimate.centroid, estimate.obb_center,
+                                                           estimate.obb_size, estimate.obb_yaw))
+                estimate.centroid, estimate.obb_center, estimate.obb_size, estimate.obb_yaw = (
+                    box.centroid, box.center, box.size, box.yaw)
+                estimate.obb_rotation = box_rotation(scene.up, estimate.obb_yaw)
+        self.boxes.forget_except({t.id for t in self.tracker.tracks})
 
     def _camera_rays(self, camera: PinholeCamera) -> np.ndarray:
         """Pixel rays of the camera, computed once per calibration (undistortion is not free)."""

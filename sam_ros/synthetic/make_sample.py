@@ -16,7 +16,7 @@ from .sequence import render_rich_sequence, render_sequence, write_rosbag2
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample_sequence"
 SAMPLE_SEED, SAMPLE_FRAMES = 0, 12
-RICH_SEED = 8  # a room with two tables, shadows, a sphere crossing, a cylinder leaving, a box entering
+RICH_SEED = 14  # chosen for a clear first look: a table with objects on it, shadows, three movers
 
 
 def ground_truth(frames) -> dict:

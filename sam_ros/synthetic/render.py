@@ -134,6 +134,16 @@ def load_texture(name: str) -> np.ndarray:
     return np.asarray(Image.open(TEXTURE_DIR / f"{name}.jpg").convert("RGB"), dtype=np.float32) / 255.0
 
 
+@lru_cache(maxsize=None)
+def texture_levels(name: str) -> tuple[np.ndarray, ...]:
+    """The texture and its 2x2-averaged halvings down to 4 texels (a mip-map)."""
+    levels = [load_texture(name)]
+    while levels[-1].shape[0] >= 8:
+        t = levels[-1]
+        levels.append((t[0::2, 0::2] + t[1::2, 0::2] + t[0::2, 1::2] + t[1::2, 1::2]) / 4)
+    return tuple(levels)
+
+
 def scene_solids(spec: SceneSpec) -> list[tuple[int, str, Solid, Material]]:
     """(id, kind, solid, material) of every object and table part, in the level frame."""
     solids = [(o.id, "object", Solid(o.shape, o.center, o.size, o.yaw, o.top_ratio), o.material)
@@ -202,10 +212,15 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
         lambert = np.where(shadowed, 0.0, lambert)
     shade = spec.ambient + (1 - spec.ambient) * lambert
     rgb = np.zeros((n_rays, 3))
+    footprint = None
+    if spec.bilinear:  # metres of surface per pixel: the ray's length over f, stretched where the surface slants
+        length = np.linalg.norm(rays, axis=1)
+        slant = np.abs(np.einsum("ij,ij->i", normal, rays)) / length
+        footprint = best_t * length / intrinsics.fx / np.sqrt(np.maximum(slant, 0.05))
     for index, material in enumerate(materials):
         hit = colour_source == index
         if hit.any():
-            rgb[hit] = _colour(material, uv[hit], spec.bilinear)
+            rgb[hit] = _colour(material, uv[hit], None if footprint is None else footprint[hit])
     if spec.light_colour != (1.0, 1.0, 1.0):
         rgb = rgb * np.asarray(spec.light_colour)
     rgb = np.clip(rgb * shade[:, None] * 255.0, 0, 255).astype(np.uint8).reshape(h, w, 3)
@@ -288,23 +303,41 @@ def _shadowed(points: np.ndarray, light: np.ndarray, facing: np.ndarray, solids)
     return blocked
 
 
-def _colour(material: Material, coords: np.ndarray, bilinear: bool) -> np.ndarray:
-    """RGB in 0..1 of a material at surface coordinates (metres)."""
+def _colour(material: Material, coords: np.ndarray, footprint: np.ndarray | None) -> np.ndarray:
+    """RGB in 0..1 of a material at surface coordinates (metres).
+
+    Without ``footprint`` the nearest texel (the first renderer's look); with it (metres of surface
+    per pixel), bilinear lookup in the mip level whose texels are about a pixel wide, so distant
+    textures average out as a camera's pixels do instead of aliasing.
+    """
     tint = np.asarray(material.tint, dtype=np.float64)
     if not material.texture:
         return np.broadcast_to(tint, (len(coords), 3))
-    texture = load_texture(material.texture)
-    size = texture.shape[0]
     c, s = np.cos(material.rotation), np.sin(material.rotation)
     scale = TEXELS_PER_METRE * material.scale
-    tu = (coords[:, 0] * c - coords[:, 1] * s) * scale + material.offset[0] * size
-    tv = (coords[:, 0] * s + coords[:, 1] * c) * scale + material.offset[1] * size
-    if not bilinear:
+    tu = (coords[:, 0] * c - coords[:, 1] * s) * scale
+    tv = (coords[:, 0] * s + coords[:, 1] * c) * scale
+    if footprint is None:
+        texture = load_texture(material.texture)
+        size = texture.shape[0]
+        tu, tv = tu + material.offset[0] * size, tv + material.offset[1] * size
         return texture[np.floor(tv).astype(np.int64) % size, np.floor(tu).astype(np.int64) % size] * tint
+    levels = texture_levels(material.texture)
+    level = np.clip(np.floor(np.log2(np.maximum(footprint * scale, 1.0))), 0, len(levels) - 1).astype(np.int64)
+    out = np.empty((len(coords), 3))
+    for index in np.unique(level):
+        rows = level == index
+        out[rows] = _bilinear(levels[index], tu[rows] / 2 ** index, tv[rows] / 2 ** index, material.offset)
+    return out * tint
+
+
+def _bilinear(texture: np.ndarray, tu: np.ndarray, tv: np.ndarray, offset) -> np.ndarray:
+    size = texture.shape[0]
+    tu, tv = tu + offset[0] * size - 0.5, tv + offset[1] * size - 0.5
     u0, v0 = np.floor(tu), np.floor(tv)
     fu, fv = (tu - u0)[:, None], (tv - v0)[:, None]
     u0, v0 = u0.astype(np.int64) % size, v0.astype(np.int64) % size
     u1, v1 = (u0 + 1) % size, (v0 + 1) % size
     top = texture[v0, u0] * (1 - fu) + texture[v0, u1] * fu
     bottom = texture[v1, u0] * (1 - fu) + texture[v1, u1] * fu
-    return (top * (1 - fv) + bottom * fv) * tint
+    return top * (1 - fv) + bottom * fv
