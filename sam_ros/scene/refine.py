@@ -108,7 +108,7 @@ def refined_masks(masks: np.ndarray, removed: np.ndarray, stride: int) -> np.nda
     """Full-resolution (N, H, W) masks without the grid pixels refinement removed (each covers stride^2 pixels)."""
     h, w = masks.shape[1:]
     out = masks.copy()
-    changed = np.nonzero(removed.reshape(len(removed), -1).any(1))[0]
+    changed = np.nonzero(removed.any(axis=(1, 2)))[0]  # (reshape(len, -1) fails for no masks)
     grown = np.repeat(np.repeat(removed[changed], stride, axis=1), stride, axis=2)[:, :h, :w]
     out[changed] &= ~grown
     return out
