@@ -1,7 +1,6 @@
 """Temporal prompts: the strategy's logic against a decoder whose answer is known (the region a point
 lies in), then the whole pipeline on a rendered sequence with the shipped model against ground truth."""
 import numpy as np
-import pytest
 import torch
 
 from sam_ros.decode import MaskBatch
