@@ -86,8 +86,14 @@ def main() -> None:
                         "float32 bfloat16 on cpu)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
-    # bf16 on the CPU: this project's 2-core CPUs run bf16 matmuls ~4.5x faster than fp32 (design.md).
-    dtypes = args.dtypes or (["float16", "float32"] if args.device == "cuda" else ["float32", "bfloat16"])
+    # bf16 on the CPU only where it is native (sam_ros/cpu_features.py): emulated, it is slower than fp32.
+    from sam_ros.cpu_features import cpu_flags, cpu_model, native_bf16
+
+    dtypes = args.dtypes or (["float16", "float32"] if args.device == "cuda"
+                             else ["float32", "bfloat16"] if native_bf16() else ["float32"])
+    if args.device == "cpu":
+        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "bf16") if f in cpu_flags())
+        print(f"CPU {cpu_model()}, flags: {flags}; native bf16: {'yes' if native_bf16() else 'no'}")
     memory = "peak GPU MiB" if args.device == "cuda" else "peak RSS MiB"
     print(f"640x480, {args.device}, {args.threads} threads, median of {args.repeats}, pred_iou_thresh "
           f"{args.pred_iou_thresh}, stability_thresh {args.stability_thresh}")

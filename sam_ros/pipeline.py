@@ -241,7 +241,10 @@ class Segmenter:
             objects = scene.objects if scene is not None else None
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))
-            claims = temporal.claims(result.points) if temporal is not None else None
+            claims = None
+            if temporal is not None:
+                temporal.record_kept(result.points, result.masks)
+                claims = temporal.claims(result.points)
             track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
             if scene is not None:
                 self._continuous_boxes(scene, track_ids)

@@ -142,30 +142,29 @@ class ObjectTracker:
     def prompts(self) -> tuple[torch.Tensor, list[int]]:
         """Point prompts of the live tracks (frame pixels (x, y), float32) and the id of each one's track.
 
-        Two per track, both moved by its image motion and kept inside the frame: the most interior cell
-        of its mask, and the prompt that produced that mask (when it is known).
+        Per track: the most interior cell of its mask and the prompt that produced that mask (when known),
+        both moved by the track's image motion; when the motion is not negligible, the interior cell where
+        it was too, since a mask's centre also moves when only its outline changes. A point moved out of
+        the frame stays where it was.
         """
         height, width = self.frame_size or (0, 0)
         shape = compact_masks(torch.zeros(0, height, width, dtype=torch.bool)).shape[1:]
         tracks = [t for t in self.tracks if t.mask.shape == shape]  # not those of another camera geometry
         if not tracks:
             return torch.zeros(0, 2), []
-        masks = torch.stack([t.mask for t in tracks])
         h, w = shape
-        cells = interior_points(masks) + 0.5
-        points = cells * torch.tensor([width / w, height / h])
-        motion = torch.tensor(np.array([t.motion if t.motion is not None else (0.0, 0.0) for t in tracks]),
-                              dtype=torch.float32)
-        ids = [t.id for t in tracks]
-        known = [k for k, t in enumerate(tracks) if t.prompt is not None]
-        if known:
-            points = torch.cat([points, torch.tensor(np.array([tracks[k].prompt for k in known]), dtype=torch.float32)])
-            motion = torch.cat([motion, motion[known]])
-            ids += [ids[k] for k in known]
-            tracks = tracks + [tracks[k] for k in known]
-        points = points + motion * torch.tensor([[1.0 + t.age] for t in tracks])
-        points = torch.minimum(points.clamp(min=0.5), torch.tensor([width - 0.5, height - 0.5]))
-        return points.float(), ids
+        interior = (interior_points(torch.stack([t.mask for t in tracks])) + 0.5) * torch.tensor([width / w, height / h])
+        points, ids = [], []
+        for track, deepest in zip(tracks, interior.numpy()):
+            shift = (track.motion if track.motion is not None else np.zeros(2)) * (1 + track.age)
+            candidates = [deepest, track.prompt] if track.prompt is not None else [deepest]
+            moved = [p + shift for p in candidates]
+            moved = [m if 0 <= m[0] < width and 0 <= m[1] < height else p for m, p in zip(moved, candidates)]
+            if np.hypot(*shift) >= 1.0:
+                moved.append(deepest)
+            points += moved
+            ids += [track.id] * len(moved)
+        return torch.tensor(np.array(points), dtype=torch.float32), ids
 
     def _renew(self, j: int, i: int, compact: torch.Tensor, boxes: np.ndarray,
                centroids: list[np.ndarray | None]) -> int:

@@ -116,3 +116,17 @@ def test_run_refuses_depth_that_does_not_fit(model, scene):
         segmenter.run(scene.rgb, scene.depth[:60], camera)
     with pytest.raises(ValueError, match="size mismatch"):
         segmenter.run(scene.rgb, scene.depth, PinholeCamera(320, 240, scene.intrinsics.K))
+
+
+def test_a_frame_without_masks_gives_an_empty_frame(model, scene):
+    """Nothing passes the filters: no crash anywhere downstream (scene analysis, tracking, temporal prompts)."""
+    from sam_ros.camera import PinholeCamera
+    from sam_ros.synthetic import to_16uc1_mm
+
+    camera = PinholeCamera(scene.rgb.shape[1], scene.rgb.shape[0], scene.intrinsics.K)
+    for temporal in (False, True):
+        segmenter = Segmenter(SamRosConfig(grid_size=2, **{**LOOSE, "pred_iou_thresh": 1.0},
+                                           temporal_prompts=temporal), model)
+        for _ in range(2):
+            out = segmenter.run(scene.rgb, to_16uc1_mm(scene.depth), camera)
+            assert len(out.segmentation) == 0 and out.track_ids == [] and out.objects == []

@@ -1,7 +1,6 @@
 """Temporal prompts: the strategy's logic against a decoder whose answer is known (the region a point
 lies in), then the whole pipeline on a rendered sequence with the shipped model against ground truth."""
 import numpy as np
-import pytest
 import torch
 
 from sam_ros.decode import MaskBatch
@@ -33,6 +32,12 @@ class RegionDecoder:
         return MaskBatch(logits, torch.ones(n), torch.ones(n), points[keep].float())
 
 
+def keep_all(strategy: TemporalPrompts, batch: MaskBatch) -> MaskBatch:
+    """What the pipeline does after filtering: tell the strategy which masks were kept (here: all)."""
+    strategy.record_kept(batch.points, batch.logits[:, :H, :W] > 0)
+    return batch
+
+
 def scene(objects: list[tuple[int, int, int, int]]) -> np.ndarray:
     """Label image: a floor (label 1) on the lower half, objects (x0, y0, x1, y1) as labels 2, 3, ..."""
     labels = np.zeros((H, W), np.int64)
@@ -62,7 +67,7 @@ def test_track_prompts_first_then_only_uncovered_points_that_yielded_masks():
     encoded = encoded_image()
     grid = GridPrompts(8).points(encoded)
     strategy = TemporalPrompts(GridPrompts(8), rescan_every=10, coverage_drop=0.5)  # (coverage: next test)
-    strategy.propose(encoded, RegionDecoder(labels))  # full scan: empty grid points are remembered
+    keep_all(strategy, strategy.propose(encoded, RegionDecoder(labels)))  # full scan: empty points remembered
     tracks = torch.tensor([[12.0, 12.0], [30.0, 40.0]])  # on object 2 and on the floor
     strategy.set_tracks(tracks, [7, 9])
     decoder = RegionDecoder(labels)
@@ -81,11 +86,11 @@ def test_a_new_object_on_empty_ground_is_found_at_the_next_rescan():
     encoded = encoded_image()
     strategy = TemporalPrompts(GridPrompts(8), rescan_every=4, coverage_drop=0.5)
     before, after = scene([(5, 5, 20, 20)]), scene([(5, 5, 20, 20), (40, 4, 60, 20)])
-    strategy.propose(encoded, RegionDecoder(before))
+    keep_all(strategy, strategy.propose(encoded, RegionDecoder(before)))
     found = None
     for frame in range(1, 8):
         strategy.set_tracks(torch.tensor([[12.0, 12.0], [30.0, 40.0]]), [1, 2])
-        batch = strategy.propose(encoded, RegionDecoder(after))
+        batch = keep_all(strategy, strategy.propose(encoded, RegionDecoder(after)))
         labels = torch.from_numpy(after)
         if found is None and any(labels[int(p[1]), int(p[0])] == 3 for p in batch.points):
             found = frame
@@ -96,7 +101,7 @@ def test_when_coverage_falls_every_uncovered_point_is_decoded():
     encoded = encoded_image()
     grid = GridPrompts(8).points(encoded)
     strategy = TemporalPrompts(GridPrompts(8), rescan_every=10, coverage_drop=0.05)
-    strategy.propose(encoded, RegionDecoder(scene([(5, 5, 20, 20)])))
+    keep_all(strategy, strategy.propose(encoded, RegionDecoder(scene([(5, 5, 20, 20)]))))
     strategy.set_tracks(torch.tensor([[12.0, 12.0]]), [1])  # the floor's track was lost
     decoder = RegionDecoder(scene([(5, 5, 20, 20)]))
     strategy.propose(encoded, decoder)
@@ -161,3 +166,17 @@ def test_pipeline_keeps_ids_and_finds_the_objects_with_fewer_prompts():
     assert sum(runs[True][0]) >= sum(runs[False][0]) - 1
     assert all(len(v) == 1 for v in runs[True][1].values())
     assert max(runs[True][2][1:]) < runs[False][2][0] / 4
+
+
+def test_points_whose_masks_were_not_kept_are_skipped_until_the_next_scan():
+    """A grid point on object 3 yields a mask, but the pipeline drops it (say, NMS): not decoded again."""
+    labels = scene([(5, 5, 20, 20), (40, 4, 60, 20)])
+    encoded = encoded_image()
+    strategy = TemporalPrompts(GridPrompts(8), rescan_every=10, coverage_drop=0.5)
+    batch = strategy.propose(encoded, RegionDecoder(labels))
+    region = torch.from_numpy(labels)[batch.points[:, 1].long(), batch.points[:, 0].long()]
+    keep_all(strategy, batch.select(torch.nonzero(region != 3).squeeze(1)))
+    strategy.set_tracks(torch.tensor([[12.0, 12.0], [30.0, 40.0]]), [1, 2])
+    decoder = RegionDecoder(labels)
+    strategy.propose(encoded, decoder)
+    assert len(decoder.calls) == 1  # only the tracks' prompts

@@ -76,18 +76,28 @@ def test_claims_are_checked_in_3d_when_depth_is_valid():
 
 
 def test_prompts_follow_the_motion_onto_the_object():
-    """A 30x30 square moving 12 px right per frame, found by a prompt near its corner: both prompts for
-    the next frame (its deepest cell, and the prompt that found it) lie inside it there."""
+    """A 30x30 square moving 12 px right per frame, found by a prompt near its corner: the prompts for
+    the next frame (its deepest cell and the prompt that found it, both moved) lie inside it there; the
+    deepest cell where it was comes last."""
     tracker = ObjectTracker(max_distance=0.3, min_iou=0.05, max_age=2)
     position = lambda k: rectangle(240, 320, 40 + 12 * k, 100, 70 + 12 * k, 130)  # noqa: E731
     for k in range(3):
         tracker.update(position(k)[None], [None], prompts=torch.tensor([[44.0 + 12 * k, 104.0]]))
     points, ids = tracker.prompts()
-    assert ids == [1, 1] and points.shape == (2, 2) and points.dtype == torch.float32
-    for x, y in points.long().tolist():
+    assert ids == [1, 1, 1] and points.shape == (3, 2) and points.dtype == torch.float32
+    for x, y in points[:2].long().tolist():
         assert position(3)[y, x]
     assert abs(points[0, 0].item() - (55 + 12 * 3)) <= 5  # the centre of the square in frame 3
     assert torch.allclose(points[1], torch.tensor([44.0 + 12 * 3, 104.0]), atol=2.5)  # motion from 2.5 px cells
+    assert abs(points[2, 0].item() - (55 + 12 * 2)) <= 3  # the centre in frame 2
+
+
+def test_a_prompt_moved_out_of_the_frame_stays_put():
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.05, max_age=2)
+    for k in range(2):
+        tracker.update(rectangle(120, 160, 100 + 40 * k, 40, 159, 80)[None], [None])
+    points, _ = tracker.prompts()
+    assert ((points[:, 0] >= 0) & (points[:, 0] < 160)).all()
 
 
 def test_tracks_hold_no_frame_tensor():

@@ -1,13 +1,14 @@
 """Temporal prompts: a video's objects are where they were, so prompt them there first.
 
-On a frame after the first, the first decoder batch is one point per live track (from the tracker:
-inside its last mask, moved by its image motion). The second batch covers only what those masks
-leave uncovered: the base strategy's points (grid, or AoP's predicted prompts and fill grid) outside
-them, skipping fixed points whose prompt yielded no mask when last decoded (an empty wall stays empty
-between scans). Every ``rescan_every`` frames, and on any frame without tracks, the base strategy runs
-in full; when the track prompts cover clearly less of the frame than the last frame's masks did
-(``coverage_drop``), every uncovered point is decoded at once. So a new object is found within
-``rescan_every`` frames at the latest, and a frame costs a few dozen prompts instead of a grid.
+On a frame after a scan, the first decoder batch is the live tracks' prompts (from the tracker: inside
+each one's last mask, moved by its image motion). The second batch covers only what those masks leave
+uncovered: the base strategy's points (grid, or AoP's predicted prompts and fill grid) outside them,
+except fixed points whose prompt yielded no kept mask when last decoded (an empty wall, or a point
+whose masks all lost to NMS or the area filter, stays so until the next scan; ``record_kept`` tells).
+Every ``rescan_every`` frames, and on any frame without tracks, the base strategy runs in full; when
+the track prompts cover clearly less of the frame than the last frame's kept masks (``coverage_drop``),
+every uncovered point is decoded at once. So a new object is found within ``rescan_every`` frames at
+the latest, and a frame costs a few prompts per object instead of a grid.
 
 Masks made by a track's prompt claim that track's id (``claims``); the tracker checks the claim. Tracks
 that share a prompt (one point made a whole and its part) share its decode and its claims.
@@ -60,13 +61,24 @@ class TemporalPrompts(PromptStrategy):
         self.track_points = torch.zeros(0, 2)    # the track prompts of the frame just decoded, each once
         self.track_ids: list[list[int]] = []     # the tracks each of those prompts belongs to
         self._since_scan: int | None = None      # frames since the last full scan (None: none yet)
-        self._coverage = 0.0                     # fraction of the frame the last frame's masks covered
-        self._productive: torch.Tensor | None = None  # per fixed point: it yielded a mask when last decoded
+        self._coverage = 0.0                     # fraction of the frame the last frame's kept masks covered
+        self._productive: torch.Tensor | None = None  # per fixed point: it yielded a kept mask when last decoded
+        self._fixed = torch.zeros(0, 2)                # this frame's fixed points, and which were decoded
+        self._decoded = torch.zeros(0, dtype=torch.bool)
         self.full_scan = True                    # whether the frame just decoded was a full scan
 
     def set_tracks(self, points: torch.Tensor, ids: list[int]) -> None:
         """The live tracks' prompts (N, 2 frame pixels) and ids, for the next frame only."""
         self._next_tracks = (points, list(ids))
+
+    def record_kept(self, points: torch.Tensor, masks: torch.Tensor) -> None:
+        """The masks (N, H, W) the frame kept (after NMS and area filters) and their prompts (N, 2): the
+        fixed points decoded this frame that are not among the prompts are skipped until the next scan,
+        and the next frame's track masks are held against the share of the frame these cover."""
+        self._coverage = float(masks.any(0).float().mean()) if len(masks) else 0.0
+        if self._productive is not None and len(self._decoded) == len(self._productive) and self._decoded.any():
+            kept = same_points(self._fixed, points).any(1)
+            self._productive = torch.where(self._decoded, kept, self._productive)
 
     def claims(self, points: torch.Tensor) -> list[list[int]]:
         """For each mask's prompt (N, 2): the ids of the tracks whose prompt it was (none: not a track's)."""
@@ -100,34 +112,28 @@ class TemporalPrompts(PromptStrategy):
             self._productive = torch.ones(len(fixed), dtype=torch.bool, device=device)
         fell = coverage < self._coverage - self.coverage_drop
         need = ~covered_at(covered, fixed, encoded) & (self._productive | fell)
+        self._fixed, self._decoded = fixed, need
         rest = torch.cat([fixed[need], extra[~covered_at(covered, extra, encoded)]])
         batches = [first]
         if len(rest):
-            second = decode(rest)
-            batches.append(second)
-            yielded = same_points(fixed[need], second.points).any(1)
-            self._productive[need] = yielded
-            covered |= self._covered(second, encoded)
-        self._coverage = self._fraction(covered, encoded)
+            batches.append(decode(rest))
         return MaskBatch.cat(batches)
 
     def _full_scan(self, encoded: EncodedImage, decode):
-        """The base strategy alone; remembers which fixed points yielded masks and how much was covered."""
+        """The base strategy alone; remembers which fixed points it decoded."""
         fixed, _ = candidate_points(self.base, encoded)
-        decoded, yielded = [], []
+        decoded = []
 
         def recording(points: torch.Tensor):
-            batch = decode(points)
             decoded.append(points)
-            yielded.append(batch.points)
-            return batch
+            return decode(points)
 
         batch = self.base.propose(encoded, recording)
         device = encoded.embedding.device
-        if decoded:
-            was_decoded = same_points(fixed, torch.cat(decoded)).any(1)
-            self._productive = ~was_decoded | same_points(fixed, torch.cat(yielded)).any(1)
-        self._coverage = self._fraction(self._covered(batch, encoded), encoded)
+        self._productive = torch.ones(len(fixed), dtype=torch.bool, device=device)  # until ``record_kept``
+        self._fixed = fixed
+        self._decoded = (same_points(fixed, torch.cat(decoded)).any(1) if decoded
+                         else torch.zeros(len(fixed), dtype=torch.bool, device=device))
         self.track_points, self.track_ids = torch.zeros(0, 2, device=device), []
         self.full_scan, self._since_scan = True, 0
         return batch
