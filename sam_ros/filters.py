@@ -57,6 +57,29 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     return order[greedy_keep(box_iou(boxes[order].float()) > iou_threshold)]
 
 
+def grouped_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """NMS within each group only (torchvision's batched_nms): kept indices, ordered by group, then best score first."""
+    if boxes.shape[0] == 0:
+        return torch.empty(0, dtype=torch.long, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    order = order[torch.sort(groups[order], stable=True).indices]
+    same = groups[order][:, None] == groups[order][None, :]
+    return order[greedy_keep((box_iou(boxes[order].float()) > iou_threshold) & same)]
+
+
+def near_crop_edge(boxes: torch.Tensor, crop_boxes: torch.Tensor, original_size: tuple[int, int],
+                   atol: float = 20.0) -> torch.Tensor:
+    """Masks whose box (frame pixels) lies within ``atol`` of an edge of their crop that is not a frame edge.
+
+    Such a mask is likely cut off by the crop (segment-anything's ``is_box_near_crop_edge``); a larger
+    view sees the whole object.
+    """
+    frame = boxes.new_tensor([0, 0, original_size[1], original_size[0]])
+    near_crop = (boxes - crop_boxes).abs() <= atol
+    near_frame = (boxes - frame).abs() <= atol
+    return (near_crop & ~near_frame).any(1)
+
+
 def greedy_keep(conflicts: torch.Tensor) -> torch.Tensor:
     """Which items greedy suppression keeps, for items in priority order and their (N, N) conflicts.
 
@@ -96,21 +119,38 @@ def upsample_to_frame(logits: torch.Tensor, input_size: tuple[int, int], origina
                       mask_threshold: float, chunk: int = 32) -> torch.Tensor:
     """Binary masks (K, H, W) in frame pixels from low-res logits (K, s, s) over the padded input.
 
-    One bilinear sampling straight from the low-res grid (the reference goes through the padded
-    1024 square first); chunked so that memory stays bounded however many masks survive.
+    The reference's two bilinear steps (low-res -> padded model square, unpad, -> frame) are linear and
+    separable, so they are applied as one precomputed map per axis: each frame column mixes at most four
+    low-res columns, each frame row at most four rows. Same masks as the reference, without ever making
+    the model-size intermediate; chunked so that memory stays bounded however many masks survive.
     """
     h_frame, w_frame = original_size
     lowres = logits.shape[-1]
-    model_size = 4 * lowres
-    device = logits.device
-    # Frame pixel centre -> position in the padded model input -> normalised grid_sample coordinate.
-    ys = ((torch.arange(h_frame, device=device) + 0.5) * (input_size[0] / h_frame)) / model_size * 2 - 1
-    xs = ((torch.arange(w_frame, device=device) + 0.5) * (input_size[1] / w_frame)) / model_size * 2 - 1
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).unsqueeze(0).to(logits.dtype)
-    out = torch.empty(logits.shape[0], h_frame, w_frame, dtype=torch.bool, device=device)
+    rows = _axis_map(lowres, 4 * lowres, input_size[0], h_frame, logits.device)
+    cols = _axis_map(lowres, 4 * lowres, input_size[1], w_frame, logits.device)
+    out = torch.empty(logits.shape[0], h_frame, w_frame, dtype=torch.bool, device=logits.device)
     for start in range(0, logits.shape[0], chunk):
-        part = logits[start:start + chunk].unsqueeze(1)
-        sampled = F.grid_sample(part, grid.expand(part.shape[0], -1, -1, -1), mode="bilinear",
-                                padding_mode="border", align_corners=False)
-        out[start:start + chunk] = sampled[:, 0] > mask_threshold
+        part = logits[start:start + chunk].float()
+        part = (part[:, :, cols[0]] * cols[1]).sum(-1)                            # (k, s, W)
+        part = (part[:, rows[0], :] * rows[1][:, :, None]).sum(2)                 # (k, H, W)
+        out[start:start + chunk] = part > mask_threshold
     return out
+
+
+def _linear_resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) weights of torch's 1-D bilinear resize (align_corners=False)."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=n_in - 1)
+    high = (low + 1).clamp(max=n_in - 1)
+    frac = src - low
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    matrix[torch.arange(n_out), low] += 1 - frac
+    matrix[torch.arange(n_out), high] += frac
+    return matrix
+
+
+def _axis_map(lowres: int, model_size: int, valid: int, frame: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Along one axis: low-res -> model size, keep the first ``valid``, -> frame; as (frame, 4) indices and weights."""
+    matrix = _linear_resize_matrix(valid, frame) @ _linear_resize_matrix(lowres, model_size)[:valid]
+    weights, index = matrix.topk(4, dim=1)  # at most four low-res cells feed one frame pixel
+    return index.to(device), weights.float().to(device)
