@@ -1,22 +1,27 @@
-"""A vectorised numpy ray caster for ``SceneSpec``: colour, metric depth and exact instance masks.
+"""A vectorised numpy ray caster for ``SceneSpec``: colour, metric depth, exact instance masks, shadows.
 
-Every pixel's ray is intersected with every primitive at once; the nearest hit wins. Rays are
-parameterised so that the ray parameter IS the depth (camera z), so depth is exact, not estimated.
+Every pixel's ray is intersected with the floor, the walls and every solid near it at once; the
+nearest hit wins. Rays are parameterised so that the ray parameter IS the depth (camera z), so depth
+is exact, not estimated. With ``spec.shadows`` each lit surface point casts one ray towards the
+(directional) light; it is in shadow when an object or a table blocks that ray.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .scene import SceneObject, SceneSpec
+from .geometry import Solid, intersect, yaw_rotation
+from .scene import FLOOR_ID, Material, SceneSpec
 
 TEXTURE_DIR = Path(__file__).resolve().parent / "textures"
 TEXELS_PER_METRE = 320.0
 CAMERA_FRAME = "camera_color_optical_frame"
+SURFACE_CODES = {"object": 0, "floor": 1, "wall": 2, "table_top": 3, "table_leg": 3}
+SHADOW_BIAS = 1e-4  # metres along the normal, so a surface does not shadow itself
 
 
 @dataclass(frozen=True)
@@ -52,17 +57,43 @@ class ObjectTruth:
     size: np.ndarray     # (3,) extents along the object's own axes (x, vertical, z), metres
     yaw: float           # rotation about the level frame's vertical axis, radians
     rotation: np.ndarray  # (3, 3) object axes -> camera optical frame
+    support: int = FLOOR_ID  # what it rests on: the floor's, a table top's or another object's id
+    top_ratio: float = 1.0   # frustums: top radius / bottom radius
+
+
+@dataclass(frozen=True)
+class StructureTruth:
+    """A floor, wall, table top or table leg, in the camera optical frame.
+
+    Planar surfaces (floor, walls, the top face of a table top) have ``normal`` (unit, towards the
+    side the camera sees) and ``offset`` with normal . p + offset = 0 on the plane; offset is the
+    camera's distance from the plane, negative when the camera is below a table top. Table parts
+    also have a box pose (centre, size along their own x/vertical/z, rotation); legs have no plane.
+    """
+
+    id: int
+    kind: str                         # floor, wall, table_top, table_leg
+    normal: np.ndarray | None = None
+    offset: float | None = None
+    parent: int | None = None         # a leg's table top
+    center: np.ndarray | None = None
+    size: np.ndarray | None = None
+    rotation: np.ndarray | None = None
 
 
 @dataclass
 class RenderedScene:
     rgb: np.ndarray        # (H, W, 3) uint8
     depth: np.ndarray      # (H, W) float32 metres, exact
-    labels: np.ndarray     # (H, W) int32: object id, 0 = floor or wall
-    surfaces: np.ndarray   # (H, W) uint8: 0 object, 1 floor, 2 wall
+    labels: np.ndarray     # (H, W) int32: object id, 0 = structure (floor, wall, table)
+    surfaces: np.ndarray   # (H, W) uint8: 0 object, 1 floor, 2 wall, 3 table (top or leg)
     intrinsics: Intrinsics
     objects: list[ObjectTruth]
     spec: SceneSpec
+    instances: np.ndarray | None = None  # (H, W) int32: object ids and structure ids (>= FLOOR_ID) alike
+    structures: list[StructureTruth] = field(default_factory=list)
+    shadowed: np.ndarray | None = None   # (H, W) bool: the light is blocked (only with spec.shadows)
+    camera_rotation: np.ndarray | None = None  # (3, 3) camera optical frame -> the scene's level frame
 
     def masks(self) -> tuple[np.ndarray, list[int]]:
         """(N, H, W) bool instance masks of the objects that are visible, and their ids."""
@@ -76,15 +107,52 @@ def pitch_rotation(pitch: float) -> np.ndarray:
     return np.array([[1, 0, 0], [0, c, s], [0, -s, c]])
 
 
-def yaw_rotation(yaw: float) -> np.ndarray:
-    """Rotation about the level frame's y (vertical) axis."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+def roll_rotation(roll: float) -> np.ndarray:
+    """Rotation about the optical (z) axis."""
+    c, s = np.cos(roll), np.sin(roll)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def camera_rotation(spec: SceneSpec) -> np.ndarray:
+    """Camera optical frame -> the scene's level frame: rolled about the optical axis, pitched down,
+    then turned by the camera's yaw (about the vertical)."""
+    rotation = pitch_rotation(spec.camera_pitch)
+    if spec.camera_roll != 0.0:
+        rotation = rotation @ roll_rotation(spec.camera_roll)
+    if spec.camera_yaw != 0.0:
+        rotation = yaw_rotation(spec.camera_yaw) @ rotation
+    return rotation
+
+
+def camera_origin(spec: SceneSpec) -> np.ndarray:
+    """The camera's position in the scene's level frame (it stays at height 0; the floor is at camera_height)."""
+    return np.array([spec.camera_position[0], 0.0, spec.camera_position[1]])
 
 
 @lru_cache(maxsize=None)
 def load_texture(name: str) -> np.ndarray:
     return np.asarray(Image.open(TEXTURE_DIR / f"{name}.jpg").convert("RGB"), dtype=np.float32) / 255.0
+
+
+@lru_cache(maxsize=None)
+def texture_levels(name: str) -> tuple[np.ndarray, ...]:
+    """The texture and its 2x2-averaged halvings down to 4 texels (a mip-map)."""
+    levels = [load_texture(name)]
+    while levels[-1].shape[0] >= 8:
+        t = levels[-1]
+        levels.append((t[0::2, 0::2] + t[1::2, 0::2] + t[0::2, 1::2] + t[1::2, 1::2]) / 4)
+    return tuple(levels)
+
+
+def scene_solids(spec: SceneSpec) -> list[tuple[int, str, Solid, Material]]:
+    """(id, kind, solid, material) of every object and table part, in the level frame."""
+    solids = [(o.id, "object", Solid(o.shape, o.center, o.size, o.yaw, o.top_ratio), o.material)
+              for o in spec.objects]
+    for table in spec.tables:
+        for part_id, kind, center, size in table.parts(spec.camera_height):
+            material = table.material if kind == "table_top" else table.leg_material
+            solids.append((part_id, kind, Solid("box", center, size, table.yaw), material))
+    return solids
 
 
 def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedScene:
@@ -93,116 +161,183 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     rays_cam = np.stack([(u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy,
                          np.ones_like(u)], axis=-1).reshape(-1, 3)
-    to_level = pitch_rotation(spec.camera_pitch)
+    to_level = camera_rotation(spec)
+    origin = camera_origin(spec)
     rays = rays_cam @ to_level.T  # level frame; the ray parameter stays the camera depth
 
-    best_t = np.full(len(rays), np.inf)
-    label = np.zeros(len(rays), np.int32)
-    surface = np.zeros(len(rays), np.uint8)
+    n_rays = len(rays)
+    best_t = np.full(n_rays, np.inf)
+    instance = np.zeros(n_rays, np.int32)
+    surface = np.zeros(n_rays, np.uint8)
     normal = np.zeros_like(rays)
-    uv = np.zeros((len(rays), 2))
-    colour_source = np.full(len(rays), -1, np.int32)  # index into `materials`
-    materials: list[tuple[str, tuple, tuple]] = []
+    uv = np.zeros((n_rays, 2))
+    colour_source = np.full(n_rays, -1, np.int32)  # index into `materials`
+    materials: list[Material] = []
 
-    def take(t, n, coords, obj_label, surf, material):
-        closer = t < best_t
-        best_t[closer] = t[closer]
-        label[closer] = obj_label
-        surface[closer] = surf
-        normal[closer] = n[closer]
-        uv[closer] = coords[closer]
-        colour_source[closer] = len(materials)
+    def take(rows, t, n, coords, instance_id, kind, material):
+        """Keep the hits of ``rows`` (indices; None: every ray) nearer than what is there."""
+        closer = t < (best_t if rows is None else best_t[rows])
+        rows = closer if rows is None else rows[closer]
+        best_t[rows] = t[closer]
+        instance[rows] = instance_id
+        surface[rows] = SURFACE_CODES[kind]
+        normal[rows] = n[closer] if n.ndim == 2 else n
+        uv[rows] = coords[closer]
+        colour_source[rows] = len(materials)
         materials.append(material)
 
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(rays[:, 1] > 1e-9, spec.camera_height / rays[:, 1], np.inf)
-        p = rays * t[:, None]
-        take(t, np.broadcast_to([0.0, -1.0, 0.0], rays.shape), p[:, [0, 2]], 0, 1,
-             (spec.floor_texture, spec.floor_tint, (0.0, 0.0)))
-        t = np.where(rays[:, 2] > 1e-9, spec.wall_distance / rays[:, 2], np.inf)
-        p = rays * t[:, None]
-        take(t, np.broadcast_to([0.0, 0.0, -1.0], rays.shape), p[:, [0, 1]], 0, 2,
-             (spec.wall_texture, spec.wall_tint, (0.0, 0.0)))
-        for obj in spec.objects:
-            t, n, coords = _intersect(obj, rays)
-            take(t, n, coords, obj.id, 0, (obj.texture, obj.tint, obj.texture_offset))
+        p = origin + rays * t[:, None]
+        take(None, t, np.array([0.0, -1.0, 0.0]), p[:, [0, 2]], FLOOR_ID, "floor", spec.floor())
+        for wall in spec.wall_list():
+            outward = wall.outward
+            along = rays @ outward
+            t = np.where(along > 1e-9, (wall.distance - origin @ outward) / along, np.inf)
+            p = origin + rays * t[:, None]
+            tangent = np.array([np.cos(wall.angle), 0.0, -np.sin(wall.angle)])
+            coords = p[:, [0, 1]] if wall.angle == 0.0 else np.stack([p @ tangent, p[:, 1]], axis=1)
+            take(None, t, -outward, coords, wall.id, "wall", wall.material)
+    solids = scene_solids(spec)
+    for solid_id, kind, solid, material in solids:
+        rows, t, n, coords = intersect(solid, origin, rays, _pixels_near(solid, to_level, origin, intrinsics))
+        take(rows, t, n, coords, solid_id, kind, material)
 
     light = np.asarray(spec.light, dtype=np.float64)
-    shade = 0.35 + 0.65 * np.clip(normal @ (light / np.linalg.norm(light)), 0, 1)
-    rgb = np.zeros((len(rays), 3))
-    for index, (texture_name, tint, offset) in enumerate(materials):
+    light = light / np.linalg.norm(light)
+    lambert = np.clip(normal @ light, 0, 1)
+    shadowed = np.zeros(n_rays, bool)
+    if spec.shadows:
+        shadowed = _shadowed(origin + rays * best_t[:, None] + normal * SHADOW_BIAS, light, lambert > 0, solids)
+        lambert = np.where(shadowed, 0.0, lambert)
+    shade = spec.ambient + (1 - spec.ambient) * lambert
+    rgb = np.zeros((n_rays, 3))
+    footprint = None
+    if spec.bilinear:  # metres of surface per pixel: the ray's length over f, stretched where the surface slants
+        length = np.linalg.norm(rays, axis=1)
+        slant = np.abs(np.einsum("ij,ij->i", normal, rays)) / length
+        footprint = best_t * length / intrinsics.fx / np.sqrt(np.maximum(slant, 0.05))
+    for index, material in enumerate(materials):
         hit = colour_source == index
-        if not hit.any():
-            continue
-        texture = load_texture(texture_name)
-        size = texture.shape[0]
-        tu = np.floor(uv[hit, 0] * TEXELS_PER_METRE + offset[0] * size).astype(np.int64) % size
-        tv = np.floor(uv[hit, 1] * TEXELS_PER_METRE + offset[1] * size).astype(np.int64) % size
-        rgb[hit] = texture[tv, tu] * np.asarray(tint)
+        if hit.any():
+            rgb[hit] = _colour(material, uv[hit], None if footprint is None else footprint[hit])
+    if spec.light_colour != (1.0, 1.0, 1.0):
+        rgb = rgb * np.asarray(spec.light_colour)
     rgb = np.clip(rgb * shade[:, None] * 255.0, 0, 255).astype(np.uint8).reshape(h, w, 3)
 
-    to_camera = to_level.T
-    objects = [ObjectTruth(o.id, o.shape, to_camera @ np.asarray(o.center), np.asarray(o.size, dtype=np.float64),
-                           o.yaw, to_camera @ yaw_rotation(o.yaw)) for o in spec.objects]
+    instances = instance.reshape(h, w)
+    labels = np.where(instances < FLOOR_ID, instances, 0)
     depth = np.where(np.isfinite(best_t), best_t, 0.0).astype(np.float32).reshape(h, w)
-    return RenderedScene(rgb, depth, label.reshape(h, w), surface.reshape(h, w), intrinsics, objects, spec)
+    return RenderedScene(rgb, depth, labels, surface.reshape(h, w), intrinsics, object_truths(spec, to_level),
+                         spec, instances, structure_truths(spec, to_level), shadowed.reshape(h, w), to_level)
 
 
-def _intersect(obj: SceneObject, rays: np.ndarray):
-    """Nearest positive hit parameter, unit normal and surface texture coordinates (metres) per ray."""
-    center = np.asarray(obj.center, dtype=np.float64)
-    if obj.shape == "sphere":
-        radius = obj.size[0] / 2
-        a = np.einsum("ij,ij->i", rays, rays)
-        b = -2 * rays @ center
-        c = center @ center - radius ** 2
-        disc = b * b - 4 * a * c
-        t = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf)
-        t = np.where(t > 0, t, np.inf)
-        n = (rays * t[:, None] - center) / radius
-        n = np.nan_to_num(n)
-        coords = np.stack([np.arctan2(n[:, 0], n[:, 2]) * radius, n[:, 1] * radius], axis=1)
-        return t, n, coords
-    if obj.shape == "cylinder":
-        radius, half = obj.size[0] / 2, obj.size[1] / 2
-        dx, dy, dz = rays[:, 0], rays[:, 1], rays[:, 2]
-        a = dx * dx + dz * dz
-        b = -2 * (dx * center[0] + dz * center[2])
-        c = center[0] ** 2 + center[2] ** 2 - radius ** 2
-        disc = b * b - 4 * a * c
-        t_side = np.where(disc >= 0, (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a), np.inf)
-        y_side = t_side * dy
-        t_side = np.where((t_side > 0) & (np.abs(y_side - center[1]) <= half), t_side, np.inf)
-        top = center[1] - half
-        t_cap = np.where(dy > 1e-9, top / dy, np.inf)
-        inside = (t_cap * dx - center[0]) ** 2 + (t_cap * dz - center[2]) ** 2 <= radius ** 2
-        t_cap = np.where((t_cap > 0) & inside, t_cap, np.inf)
-        side = t_side <= t_cap
-        t = np.minimum(t_side, t_cap)
-        p = rays * np.where(np.isfinite(t), t, 0)[:, None]
-        n_side = np.stack([(p[:, 0] - center[0]) / radius, np.zeros(len(p)), (p[:, 2] - center[2]) / radius], 1)
-        n = np.where(side[:, None], n_side, [0.0, -1.0, 0.0])
-        angle = np.arctan2(n_side[:, 0], n_side[:, 2]) * radius
-        coords = np.where(side[:, None], np.stack([angle, p[:, 1]], 1), p[:, [0, 2]])
-        return t, n, coords
-    # box: slab test in the box's own frame
-    rotation = yaw_rotation(obj.yaw)
-    half = np.asarray(obj.size, dtype=np.float64) / 2
-    origin = rotation.T @ (-center)
-    d = rays @ rotation  # = (R^T d^T)^T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1 = (-half - origin) / d
-        t2 = (half - origin) / d
-    t_near = np.minimum(t1, t2)
-    t_far = np.maximum(t1, t2)
-    entry_axis = np.argmax(t_near, axis=1)
-    t_min = t_near.max(axis=1)
-    t_max = t_far.min(axis=1)
-    t = np.where((t_max >= t_min) & (t_min > 0), t_min, np.inf)
-    local_n = np.zeros_like(rays)
-    rows = np.arange(len(rays))
-    local_n[rows, entry_axis] = -np.sign(d[rows, entry_axis])
-    local_p = origin + d * np.where(np.isfinite(t), t, 0)[:, None]
-    other = np.array([[1, 2], [0, 2], [0, 1]])[entry_axis]
-    coords = np.stack([local_p[rows, other[:, 0]], local_p[rows, other[:, 1]]], axis=1)
-    return t, local_n @ rotation.T, coords
+def object_truths(spec: SceneSpec, to_level: np.ndarray) -> list[ObjectTruth]:
+    """Objects in the camera optical frame; yaw is relative to the camera's heading."""
+    to_camera, origin = to_level.T, camera_origin(spec)
+    return [ObjectTruth(o.id, o.shape, to_camera @ (np.asarray(o.center) - origin), np.asarray(o.size, dtype=np.float64),
+                        o.yaw - spec.camera_yaw, to_camera @ yaw_rotation(o.yaw), o.support, o.top_ratio)
+            for o in spec.objects]
+
+
+def structure_truths(spec: SceneSpec, to_level: np.ndarray) -> list[StructureTruth]:
+    to_camera, origin = to_level.T, camera_origin(spec)
+    up = np.array([0.0, -1.0, 0.0])
+    truths = [StructureTruth(FLOOR_ID, "floor", to_camera @ up, float(spec.camera_height))]
+    truths += [StructureTruth(wall.id, "wall", to_camera @ -wall.outward, float(wall.distance - origin @ wall.outward))
+               for wall in spec.wall_list()]
+    for table in spec.tables:
+        rotation = to_camera @ yaw_rotation(table.yaw)
+        for part_id, kind, center, size in table.parts(spec.camera_height):
+            plane = (to_camera @ up, float(table.top_y(spec.camera_height))) if kind == "table_top" else (None, None)
+            truths.append(StructureTruth(part_id, kind, *plane, parent=None if kind == "table_top" else table.id,
+                                         center=to_camera @ (np.asarray(center) - origin), size=np.asarray(size, dtype=np.float64),
+                                         rotation=rotation))
+    return truths
+
+
+def _pixels_near(solid: Solid, to_level: np.ndarray, origin: np.ndarray, intrinsics: Intrinsics) -> np.ndarray | None:
+    """Row indices of the pixels inside the image rectangle that bounds the solid's bounding sphere.
+
+    The cube around the sphere is projected corner by corner; when part of it is behind the camera
+    plane every pixel is returned (None).
+    """
+    radius = solid.bounding_radius * 1.01
+    corners = np.asarray(solid.center) + radius * np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
+    cam = (corners - origin) @ to_level  # level -> camera: R^T (p - o) for each row
+    if (cam[:, 2] <= 1e-3).any():
+        return None
+    u = intrinsics.fx * cam[:, 0] / cam[:, 2] + intrinsics.cx
+    v = intrinsics.fy * cam[:, 1] / cam[:, 2] + intrinsics.cy
+    u0, u1 = max(int(np.floor(u.min())), 0), min(int(np.ceil(u.max())), intrinsics.width - 1)
+    v0, v1 = max(int(np.floor(v.min())), 0), min(int(np.ceil(v.max())), intrinsics.height - 1)
+    if u0 > u1 or v0 > v1:
+        return np.zeros(0, np.int64)
+    return (np.arange(v0, v1 + 1)[:, None] * intrinsics.width + np.arange(u0, u1 + 1)[None, :]).ravel()
+
+
+def _shadowed(points: np.ndarray, light: np.ndarray, facing: np.ndarray, solids) -> np.ndarray:
+    """Whether the ray from each facing point towards the light hits any solid.
+
+    Shadow rays are parallel, so each point is indexed by its coordinates across the light (a, b):
+    a solid can only block the points within its bounding radius of its own (a, b), found by a
+    binary search on a, then filtered on b.
+    """
+    rows = np.flatnonzero(facing & np.isfinite(points).all(axis=1))
+    blocked = np.zeros(len(points), bool)
+    across = np.linalg.svd(light[None, :])[2][1:]  # two unit vectors perpendicular to the light
+    coords = points[rows] @ across.T
+    order = np.argsort(coords[:, 0])
+    a_sorted = coords[order, 0]
+    for _, _, solid, _ in solids:
+        ca, cb = across @ np.asarray(solid.center)
+        radius = solid.bounding_radius * 1.01
+        lo, hi = np.searchsorted(a_sorted, [ca - radius, ca + radius])
+        candidates = order[lo:hi]
+        candidates = candidates[np.abs(coords[candidates, 1] - cb) <= radius]
+        candidates = rows[candidates]
+        candidates = candidates[~blocked[candidates]]
+        if len(candidates):
+            near, t, _, _ = intersect(solid, points, np.broadcast_to(light, points.shape), candidates)
+            blocked[near[np.isfinite(t)]] = True
+    return blocked
+
+
+def _colour(material: Material, coords: np.ndarray, footprint: np.ndarray | None) -> np.ndarray:
+    """RGB in 0..1 of a material at surface coordinates (metres).
+
+    Without ``footprint`` the nearest texel (the first renderer's look); with it (metres of surface
+    per pixel), bilinear lookup in the mip level whose texels are about a pixel wide, so distant
+    textures average out as a camera's pixels do instead of aliasing.
+    """
+    tint = np.asarray(material.tint, dtype=np.float64)
+    if not material.texture:
+        return np.broadcast_to(tint, (len(coords), 3))
+    c, s = np.cos(material.rotation), np.sin(material.rotation)
+    scale = TEXELS_PER_METRE * material.scale
+    tu = (coords[:, 0] * c - coords[:, 1] * s) * scale
+    tv = (coords[:, 0] * s + coords[:, 1] * c) * scale
+    if footprint is None:
+        texture = load_texture(material.texture)
+        size = texture.shape[0]
+        tu, tv = tu + material.offset[0] * size, tv + material.offset[1] * size
+        return texture[np.floor(tv).astype(np.int64) % size, np.floor(tu).astype(np.int64) % size] * tint
+    levels = texture_levels(material.texture)
+    level = np.clip(np.floor(np.log2(np.maximum(footprint * scale, 1.0))), 0, len(levels) - 1).astype(np.int64)
+    out = np.empty((len(coords), 3))
+    for index in np.unique(level):
+        rows = level == index
+        out[rows] = _bilinear(levels[index], tu[rows] / 2 ** index, tv[rows] / 2 ** index, material.offset)
+    return out * tint
+
+
+def _bilinear(texture: np.ndarray, tu: np.ndarray, tv: np.ndarray, offset) -> np.ndarray:
+    size = texture.shape[0]
+    tu, tv = tu + offset[0] * size - 0.5, tv + offset[1] * size - 0.5
+    u0, v0 = np.floor(tu), np.floor(tv)
+    fu, fv = (tu - u0)[:, None], (tv - v0)[:, None]
+    u0, v0 = u0.astype(np.int64) % size, v0.astype(np.int64) % size
+    u1, v1 = (u0 + 1) % size, (v0 + 1) % size
+    top = texture[v0, u0] * (1 - fu) + texture[v0, u1] * fu
+    bottom = texture[v1, u0] * (1 - fu) + texture[v1, u1] * fu
+    return top * (1 - fv) + bottom * fv
