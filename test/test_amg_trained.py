@@ -96,3 +96,32 @@ def test_same_masks_as_the_reference_amg(model, image, setting):
     good = [ours is not None and iou >= 0.9 and ours.crop_box == tuple(record["crop_box"])
             for record, ours, iou in pairs]
     assert sum(good) >= 0.95 * len(expected), f"{sum(good)} of {len(expected)} matched"
+
+
+def test_nms_on_overlapping_masks_equals_plain_loops(model, image):
+    """The pipeline's NMS (0.7) keeps what textbook greedy NMS keeps from the same candidates (NMS off)."""
+    config = SamRosConfig(device="cpu", grid_size=GRID, min_area=0, max_objects=1000, pred_iou_thresh=0.3,
+                          stability_thresh=0.5, nms_thresh=1.0)
+    candidates = Segmenter(config, model).segment(image)
+    kept = Segmenter(config.replace(nms_thresh=0.7), model).segment(image)
+    boxes = candidates.boxes.tolist()
+    scores = candidates.predicted_iou.tolist()
+    overlapping = 0
+    chosen = []
+    for i in sorted(range(len(boxes)), key=lambda i: -scores[i]):
+        ious = [plain_box_iou(boxes[i], boxes[j]) for j in chosen]
+        overlapping += any(iou > 0.7 for iou in ious)
+        if all(iou <= 0.7 for iou in ious):
+            chosen.append(i)
+    assert overlapping >= 0.5 * len(boxes), "the candidates should really overlap"
+    expected = sorted((tuple(candidates.points[i].tolist()), round(scores[i], 5)) for i in chosen)
+    actual = sorted((tuple(p), round(s, 5)) for p, s in zip(kept.points.tolist(), kept.predicted_iou.tolist()))
+    assert actual == expected
+
+
+def plain_box_iou(a, b):
+    """IoU of two x0, y0, x1, y1 boxes, torchvision's area convention."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
