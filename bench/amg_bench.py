@@ -65,13 +65,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="bundled")
     parser.add_argument("--params", default=str(BUNDLED_PARAMS), help="filter thresholds (ROS params file)")
+    parser.add_argument("--pred-iou-thresh", type=float, help="overrides --params")
+    parser.add_argument("--stability-thresh", type=float, help="overrides --params")
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-reference", action="store_true", help="skip the reference AMG run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, _ = load_sam(args.checkpoint)
-    base = SamRosConfig.from_yaml(args.params).replace(checkpoint=args.checkpoint, device="cpu", dtype="float32")
+    overrides = {name: value for name, value in (("pred_iou_thresh", args.pred_iou_thresh),
+                                                 ("stability_thresh", args.stability_thresh)) if value is not None}
+    base = SamRosConfig.from_yaml(args.params).replace(checkpoint=args.checkpoint, device="cpu", dtype="float32",
+                                                       **overrides)
     segmenters = {name: Segmenter(base.replace(**changes), model) for name, changes in MODES.items()}
     rows = {name: {"ious": [], "areas": [], "masks": 0, "prompts": 0, "decode_ms": 0.0, "total_ms": 0.0}
             for name in MODES}
@@ -89,9 +94,10 @@ def main() -> None:
             row["decode_ms"] += result.timings_ms["decode_ms"]
             row["total_ms"] += result.timings_ms["total_ms"]
     n = len(frames)
-    print(f"{n} held-out rich scenes at 640x480, checkpoint {args.checkpoint}, CPU fp32, {args.threads} threads, "
-          f"CPU flags: {cpu_flags()}; per frame:")
-    header = "mode".ljust(22) + "".join(f"recall {b[2]:>9}" for b in BUCKETS) + "  masks/obj  prompts  decode ms  total ms"
+    print(f"{n} held-out rich scenes at 640x480, checkpoint {args.checkpoint}, pred_iou_thresh {base.pred_iou_thresh}, "
+          f"stability_thresh {base.stability_thresh}, CPU fp32, {args.threads} threads, CPU flags: {cpu_flags()}; "
+          "per frame:")
+    header = "mode".ljust(22) + "".join(f"  recall {b[2]:>8}" for b in BUCKETS) + "  masks/obj  prompts  decode ms  total ms"
     print(header)
     grid32 = rows["grid 32"]["decode_ms"]
     for name, row in rows.items():

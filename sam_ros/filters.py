@@ -1,7 +1,8 @@
 """Mask quality filters, boxes and NMS, all in torch on the masks' device.
 
-Everything here runs on the decoder's low-resolution logits where it can, so that only the masks
-that survive are ever upsampled to the camera's resolution.
+Scores run on the decoder's low-resolution logits; boxes for NMS and the crop-edge filter are measured
+on masks upsampled exactly as the reference upsamples them (box NMS between overlapping masks turns
+on single pixels), but only the masks that survive are ever kept at the camera's resolution.
 """
 from __future__ import annotations
 
@@ -97,17 +98,6 @@ def greedy_keep(conflicts: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def lowres_boxes_in_frame(masks: torch.Tensor, input_size: tuple[int, int],
-                          original_size: tuple[int, int]) -> torch.Tensor:
-    """Frame-pixel boxes of low-res masks (K, h, w) whose cells are 4x4 pixels of the resized model input."""
-    cell = torch.tensor([4 * original_size[1] / input_size[1], 4 * original_size[0] / input_size[0]] * 2,
-                        device=masks.device)
-    edges = masks_to_boxes(masks) * cell
-    edges[:, 2:] += cell[2:] - 1  # the far edge of the last cell, in frame pixels
-    limit = torch.tensor([original_size[1] - 1, original_size[0] - 1] * 2, device=masks.device)
-    return torch.minimum(edges, limit)
-
-
 def touches_frame_edge(boxes: torch.Tensor, original_size: tuple[int, int], margin: float = 1.0) -> torch.Tensor:
     """Boxes whose extent reaches the border of the frame (often cut-off objects)."""
     h, w = original_size
@@ -120,20 +110,17 @@ def upsample_to_frame(logits: torch.Tensor, input_size: tuple[int, int], origina
     """Binary masks (K, H, W) in frame pixels from low-res logits (K, s, s) over the padded input.
 
     The reference's two bilinear steps (low-res -> padded model square, unpad, -> frame) are linear and
-    separable, so they are applied as one precomputed map per axis: each frame column mixes at most four
-    low-res columns, each frame row at most four rows. Same masks as the reference, without ever making
-    the model-size intermediate; chunked so that memory stays bounded however many masks survive.
+    separable, so they are applied as one precomputed matrix per axis, ``rows @ logits @ cols^T``: the
+    same masks as the reference without the model-size intermediate, as two dense matrix products
+    (fast on any device); chunked so that memory stays bounded however many masks survive.
     """
     h_frame, w_frame = original_size
     lowres = logits.shape[-1]
-    rows = _axis_map(lowres, 4 * lowres, input_size[0], h_frame, logits.device)
-    cols = _axis_map(lowres, 4 * lowres, input_size[1], w_frame, logits.device)
+    rows = _axis_matrix(lowres, 4 * lowres, input_size[0], h_frame).to(logits.device)
+    cols_t = _axis_matrix(lowres, 4 * lowres, input_size[1], w_frame).T.contiguous().to(logits.device)
     out = torch.empty(logits.shape[0], h_frame, w_frame, dtype=torch.bool, device=logits.device)
     for start in range(0, logits.shape[0], chunk):
-        part = logits[start:start + chunk].float()
-        part = (part[:, :, cols[0]] * cols[1]).sum(-1)                            # (k, s, W)
-        part = (part[:, rows[0], :] * rows[1][:, :, None]).sum(2)                 # (k, H, W)
-        out[start:start + chunk] = part > mask_threshold
+        out[start:start + chunk] = torch.matmul(rows, logits[start:start + chunk].float() @ cols_t) > mask_threshold
     return out
 
 
@@ -149,8 +136,6 @@ def _linear_resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return matrix
 
 
-def _axis_map(lowres: int, model_size: int, valid: int, frame: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Along one axis: low-res -> model size, keep the first ``valid``, -> frame; as (frame, 4) indices and weights."""
-    matrix = _linear_resize_matrix(valid, frame) @ _linear_resize_matrix(lowres, model_size)[:valid]
-    weights, index = matrix.topk(4, dim=1)  # at most four low-res cells feed one frame pixel
-    return index.to(device), weights.float().to(device)
+def _axis_matrix(lowres: int, model_size: int, valid: int, frame: int) -> torch.Tensor:
+    """(frame, lowres) along one axis: low-res -> model size, keep the first ``valid``, -> frame."""
+    return (_linear_resize_matrix(valid, frame) @ _linear_resize_matrix(lowres, model_size)[:valid]).float()
