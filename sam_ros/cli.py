@@ -5,7 +5,8 @@
     sam-ros-segment rgb.png --depth depth.png --intrinsics 615,615,319.5,239.5
     sam-ros-segment recording/ --set pred_iou_thresh=0.8 --out results/
 
-Writes, per frame, an overlay PNG and a JSON of the masks (COCO RLE) and, with depth, the 3D objects.
+Writes, per frame, an overlay PNG and a JSON of the masks (COCO RLE; --output-mode for uncompressed RLE or
+binary mask PNGs) and, with depth, the 3D objects.
 """
 from __future__ import annotations
 

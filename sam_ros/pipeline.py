@@ -99,6 +99,7 @@ class Segmenter:
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
         self._predictor: PromptPredictor | None = None
+        self._grids_file: tuple[str, list[torch.Tensor]] | None = None  # point_grids path and its grids
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
@@ -145,7 +146,7 @@ class Segmenter:
         """Unit point grids per crop layer: the custom ``point_grids`` file (read once) or regular grids."""
         if not config.point_grids:
             return layer_point_grids(config.grid_size, config.crop_n_layers, config.crop_n_points_downscale_factor)
-        if getattr(self, "_grids_file", (None,))[0] != config.point_grids:
+        if self._grids_file is None or self._grids_file[0] != config.point_grids:
             self._grids_file = (config.point_grids, load_point_grids(config.point_grids))
         return self._grids_file[1]
 
