@@ -146,3 +146,14 @@ def test_multimask_output_off_keeps_the_single_mask_output(model, frame):
                                     model.prompt_encoder.dense_no_mask(), False)
     assert len(batch) == 2
     torch.testing.assert_close(batch.iou, iou[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_multi_scale_masks_come_from_the_scale_views(frame):
+    config = SamRosConfig(device="cpu", scales="0.5,2", grid_size=6, pred_iou_thresh=0.3, stability_thresh=0.5,
+                          min_area=0)
+    segmenter = Segmenter(config, load_sam("bundled")[0])
+    result = segmenter.segment(frame)
+    h, w = frame.shape[:2]
+    views = {(0, 0, w, h)} | {v.box for v in scale_views((h, w), (0.5, 2.0), 256)}
+    assert result.num_prompts == 36 * (1 + 1 + 4)  # the frame, the frame at half resolution, 2x2 tiles
+    assert len(result) > 0 and {tuple(b) for b in result.crop_boxes.long().tolist()} <= views
