@@ -98,6 +98,17 @@ def greedy_keep(conflicts: torch.Tensor) -> torch.Tensor:
     return keep
 
 
+def lowres_boxes_in_frame(masks: torch.Tensor, input_size: tuple[int, int],
+                          original_size: tuple[int, int]) -> torch.Tensor:
+    """Frame-pixel boxes of low-res masks (K, h, w) whose cells are 4x4 pixels of the resized model input."""
+    cell = torch.tensor([4 * original_size[1] / input_size[1], 4 * original_size[0] / input_size[0]] * 2,
+                        device=masks.device)
+    edges = masks_to_boxes(masks) * cell
+    edges[:, 2:] += cell[2:] - 1  # the far edge of the last cell, in frame pixels
+    limit = torch.tensor([original_size[1] - 1, original_size[0] - 1] * 2, device=masks.device)
+    return torch.minimum(edges, limit)
+
+
 def touches_frame_edge(boxes: torch.Tensor, original_size: tuple[int, int], margin: float = 1.0) -> torch.Tensor:
     """Boxes whose extent reaches the border of the frame (often cut-off objects)."""
     h, w = original_size

@@ -26,7 +26,7 @@ from .prompts import (AdaptiveGridPrompts, AoPPrompts, EncodedImage, GridPrompts
                       predictor_beside)
 from .regions import clean_small_regions
 from .tracking import ObjectTracker
-from .views import frame_boxes, layer_point_grids, load_point_grids, upsample_views, view_points, view_specs
+from .views import frame_boxes, layer_point_grids, load_point_grids, lowres_boxes, upsample_views, view_points, view_specs
 
 # Fields whose change needs a new model (or device); everything else applies to the next frame.
 MODEL_FIELDS = ("checkpoint", "device", "dtype")
@@ -297,7 +297,8 @@ class Segmenter:
         """Area, edge, NMS and count limits on exact boxes and areas, before any mask is kept at frame size."""
         config = self.config
         frame_size = views.views[0].original_size
-        boxes, areas = frame_boxes(batch, views, config.mask_threshold)
+        measure = frame_boxes if config.exact_mask_boxes else lowres_boxes
+        boxes, areas = measure(batch, views, config.mask_threshold)
         keep = areas >= max(config.min_area, 1)
         if config.reject_edge_masks:
             keep &= ~touches_frame_edge(boxes, frame_size)

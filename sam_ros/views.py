@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .datatypes import EncodedImage, EncodedViews, MaskBatch
-from .filters import masks_to_boxes, upsample_to_frame
+from .filters import lowres_boxes_in_frame, masks_to_boxes, upsample_to_frame
 from .prompts.grid import build_point_grid
 
 
@@ -119,6 +119,22 @@ def frame_boxes(batch: MaskBatch, views: EncodedViews, mask_threshold: float, ch
             masks = upsample_to_frame(batch.logits[part], view.input_size, view.view_size, mask_threshold)
             boxes[part] = masks_to_boxes(masks) + boxes.new_tensor([x0, y0, x0, y0])
             areas[part] = masks.flatten(1).sum(1).float()
+    return boxes, areas
+
+
+def lowres_boxes(batch: MaskBatch, views: EncodedViews, mask_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Approximate frame-pixel boxes (K, 4) and areas (K,) from the low-res masks alone (cells of 2.5-5 px)."""
+    lowres = batch.logits > mask_threshold
+    boxes = torch.zeros(len(batch), 4, device=lowres.device)
+    areas = torch.zeros(len(batch), device=lowres.device)
+    mask_views = batch.views()
+    for i, view in _present(views, mask_views):
+        (h_in, w_in), (h, w) = view.input_size, view.view_size
+        index = torch.nonzero(mask_views == i).squeeze(1)
+        cells = lowres[index, :(h_in + 3) // 4, :(w_in + 3) // 4]
+        x0, y0 = view.box[:2]
+        boxes[index] = lowres_boxes_in_frame(cells, view.input_size, view.view_size) + boxes.new_tensor([x0, y0, x0, y0])
+        areas[index] = cells.flatten(1).sum(1) * (16 * h * w / (h_in * w_in))
     return boxes, areas
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam_ros.filters import (box_iou, masks_to_boxes, nms, stability_score,
+from sam_ros.filters import (box_iou, lowres_boxes_in_frame, masks_to_boxes, nms, stability_score,
                              touches_frame_edge, upsample_to_frame)
 
 
@@ -44,6 +44,13 @@ def test_masks_to_boxes_inclusive_and_empty():
     masks = torch.zeros(2, 6, 8, dtype=torch.bool)
     masks[0, 1:4, 2:7] = True
     assert masks_to_boxes(masks).tolist() == [[2, 1, 6, 3], [0, 0, 0, 0]]
+
+
+def test_lowres_boxes_scale_to_frame_pixels():
+    lowres = torch.zeros(1, 192, 256, dtype=torch.bool)
+    lowres[0, 10:20, 30:40] = True  # cells of 4 model px; 640x480 frame resized to 1024x768: 1 cell = 2.5 px
+    box = lowres_boxes_in_frame(lowres, (768, 1024), (480, 640))[0].tolist()
+    assert box == pytest.approx([75.0, 25.0, 99.0, 49.0])
 
 
 def test_edge_rejection():

@@ -157,3 +157,24 @@ def test_multi_scale_masks_come_from_the_scale_views(frame):
     views = {(0, 0, w, h)} | {v.box for v in scale_views((h, w), (0.5, 2.0), 256)}
     assert result.num_prompts == 36 * (1 + 1 + 4)  # the frame, the frame at half resolution, 2x2 tiles
     assert len(result) > 0 and {tuple(b) for b in result.crop_boxes.long().tolist()} <= views
+
+
+def test_lowres_boxes_bound_the_exact_ones_within_a_cell(frame):
+    """exact_mask_boxes off: boxes from low-res cells; a frame pixel only mixes cells next to it."""
+    from sam_ros.views import frame_boxes, lowres_boxes
+
+    model = load_sam("bundled")[0]
+    segmenter = Segmenter(SamRosConfig(device="cpu", crop_n_layers=1), model)
+    views = segmenter.encode_views(frame)
+    points, index = view_points(views, layer_point_grids(4, 1, 1), first=0)
+    batch = decode_points(model, views, points, view_index=index, pred_iou_thresh=0.3, stability_thresh=0.5,
+                          stability_offset=1.0, mask_threshold=0.0, max_memory_mb=256)
+    exact, _ = frame_boxes(batch, views, 0.0)
+    approx, _ = lowres_boxes(batch, views, 0.0)
+    cell = 4 * frame.shape[1] / model.img_size  # frame pixels per low-res cell of the whole-frame view, the coarsest
+    present = exact[:, 2] > 0
+    assert present.sum() > 5
+    assert (exact[present, :2] >= approx[present, :2] - cell).all() and (exact[present, 2:] <= approx[present, 2:] + cell).all()
+    config = SamRosConfig(device="cpu", crop_n_layers=1, exact_mask_boxes=False, pred_iou_thresh=0.3,
+                          stability_thresh=0.5, grid_size=4)
+    assert len(Segmenter(config, model).segment(frame)) > 0
