@@ -5,7 +5,8 @@
     sam-ros-segment rgb.png --depth depth.png --intrinsics 615,615,319.5,239.5
     sam-ros-segment recording/ --set pred_iou_thresh=0.8 --out results/
 
-Writes, per frame, an overlay PNG and a JSON of the masks (COCO RLE) and, with depth, the 3D objects.
+Writes, per frame, an overlay PNG and a JSON of the masks (COCO RLE; --output-mode for uncompressed RLE or
+binary mask PNGs) and, with depth, the 3D objects.
 """
 from __future__ import annotations
 
@@ -166,16 +167,32 @@ def plan_inputs(args: argparse.Namespace, config: SamRosConfig) -> tuple[int, It
     return sum(count for count, _ in parts), chain.from_iterable(frames() for _, frames in parts)
 
 
-def frame_json(frame: InputFrame, result: Frame) -> dict:
-    """segment-anything's AMG record fields per mask (COCO compressed RLE), plus 3D objects with depth."""
+OUTPUT_MODES = ("coco_rle", "uncompressed_rle", "binary_mask")  # segment-anything's output_mode values
+
+
+def mask_file(frame: InputFrame, mask_id: int) -> str:
+    return f"{frame.name}_mask_{mask_id:03d}.png"
+
+
+def frame_json(frame: InputFrame, result: Frame, output_mode: str = "coco_rle") -> dict:
+    """segment-anything's AMG record fields per mask, plus 3D objects with depth.
+
+    ``output_mode``: the mask as COCO compressed RLE, as uncompressed RLE (column-major run lengths,
+    starting with zeros), or as the name of a binary PNG beside the JSON (``binary_mask``).
+    """
     masks = result.segmentation
     records = []
-    for record, counts, track_id in zip(masks.records(), rle_counts(masks.masks), result.track_ids):
+    size = list(frame.rgb.shape[:2])
+    all_counts = rle_counts(masks.masks) if output_mode != "binary_mask" else [None] * len(masks)
+    for record, counts, track_id in zip(masks.records(), all_counts, result.track_ids):
+        segmentation = ({"size": size, "counts": rle_to_string(counts)} if output_mode == "coco_rle" else
+                        {"size": size, "counts": [int(c) for c in counts]} if output_mode == "uncompressed_rle" else
+                        mask_file(frame, record.id))
         records.append({"id": record.id, "track_id": track_id, "bbox": list(record.bbox), "area": record.area,
                         "predicted_iou": round(record.predicted_iou, 4),
                         "stability_score": round(record.stability_score, 4),
                         "point_coords": [round(c, 1) for c in record.point_coords],
-                        "segmentation": {"size": list(frame.rgb.shape[:2]), "counts": rle_to_string(counts)}})
+                        "crop_box": list(record.crop_box), "segmentation": segmentation})
     out = {"frame": frame.name, "height": frame.rgb.shape[0], "width": frame.rgb.shape[1], "masks": records,
            "num_prompts": masks.num_prompts, "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}
     if result.objects is not None:
@@ -205,6 +222,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="mobile_sam.pt or a sam_ros checkpoint ('bundled': the small model)")
     parser.add_argument("--config", help="YAML with any config fields (or a ROS params file)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a config field")
+    parser.add_argument("--output-mode", choices=OUTPUT_MODES, default="coco_rle",
+                        help="masks in the JSON as COCO compressed RLE, uncompressed RLE, or binary PNGs beside it "
+                        "(default: %(default)s)")
     parser.add_argument("--colour-topic", help="colour topic in a recording (default: the first non-depth image)")
     return parser.parse_args(argv)
 
@@ -236,12 +256,15 @@ def build_config(args: argparse.Namespace) -> SamRosConfig:
     return config
 
 
-def segment_frame(segmenter: Segmenter, frame: InputFrame, out: Path) -> tuple[int, float]:
-    """Run one frame and write its overlay and JSON; returns (masks kept, total ms)."""
+def segment_frame(segmenter: Segmenter, frame: InputFrame, out: Path, output_mode: str = "coco_rle") -> tuple[int, float]:
+    """Run one frame and write its overlay and JSON (and mask PNGs); returns (masks kept, total ms)."""
     result = segmenter.run(frame.rgb, frame.depth, frame.camera)
     labels = label_image(result.segmentation.masks, torch.tensor(result.track_ids, dtype=torch.int32))
     Image.fromarray(overlay(frame.rgb, labels)).save(out / f"{frame.name}_overlay.png")
-    (out / f"{frame.name}.json").write_text(json.dumps(frame_json(frame, result), indent=1))
+    if output_mode == "binary_mask":
+        for i, mask in enumerate(result.segmentation.masks.cpu().numpy()):
+            Image.fromarray(mask).save(out / mask_file(frame, i + 1))  # 1-bit PNG, ids as in the JSON
+    (out / f"{frame.name}.json").write_text(json.dumps(frame_json(frame, result, output_mode), indent=1))
     return len(result.segmentation), result.timings_ms["total_ms"]
 
 
@@ -260,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = tqdm(total=total, desc="segmenting", unit="frame", disable=total < 2)
     for load in frames:
         try:  # a bad frame (unreadable file, wrong size or encoding) is reported, the others still run
-            done.append(segment_frame(segmenter, load(), out))
+            done.append(segment_frame(segmenter, load(), out, args.output_mode))
         except ValueError as error:
             failed += 1
             tqdm.write(f"sam-ros-segment: skipped a frame: {error}", file=sys.stderr)

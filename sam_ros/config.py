@@ -83,6 +83,42 @@ class SamRosConfig:
         "prompt in fp32, half in fp16/bf16; on a GPU 20% of the cap is left to the caching allocator)",
         low=64, high=1_000_000, dynamic=True)
 
+    # --- segment-anything AMG: outputs, crops, scales, small regions, adaptive density -------
+    multimask_output: bool = _param(True, "Decode the three multimask outputs of every prompt (off: the single-mask "
+                                    "output only, fewer and coarser masks)", dynamic=True)
+    point_grids: str = _param("", "JSON file of custom point grids, a list over crop layers of [[x, y], ...] in [0, 1] "
+                              "(x right, y down); replaces grid_size and crop_n_points_downscale_factor; '' = regular "
+                              "grids", dynamic=True)
+    crop_n_layers: int = _param(0, "Also segment crops of the frame: layer i adds 2^i x 2^i overlapping crops, each "
+                                "encoded at full model resolution (finds small objects; one encoder pass per crop)",
+                                low=0, high=4, dynamic=True)
+    crop_overlap_ratio: float = _param(512 / 1500, "Overlap of neighbouring crops of the first layer, as a fraction of "
+                                       "the frame's shorter side (halved per further layer)", low=0.0, high=0.9,
+                                       dynamic=True)
+    crop_nms_thresh: float = _param(0.7, "Box IoU above which a mask is suppressed by one from a smaller crop or "
+                                    "finer scale", low=0.0, high=1.0, dynamic=True)
+    crop_n_points_downscale_factor: int = _param(1, "Points per side in crop layer i are grid_size / factor^i",
+                                                 low=1, high=16, dynamic=True)
+    scales: str = _param("", "Multi-scale generation: comma-separated zoom factors besides 1, e.g. '0.5,1.5' (s > 1 "
+                         "tiles the frame with ceil(s)^2 crops of 1/s its size; s < 1 shows the frame at s times the "
+                         "model resolution); '' = off", dynamic=True)
+    max_encoder_batch: int = _param(4, "Views (the frame, its crops and scales) per batched image-encoder call",
+                                    low=1, high=64, dynamic=True)
+    min_mask_region_area: int = _param(0, "Fill holes and remove islands smaller than this many pixels in each kept "
+                                       "mask (OpenCV connected components), then rerun NMS; 0 = off",
+                                       low=0, high=100_000_000, dynamic=True)
+    exact_mask_boxes: bool = _param(True, "Measure the boxes that NMS and the crop-edge filter use on exactly upsampled "
+                                    "masks (segment-anything's choices; ~2-10 ms per candidate mask on a CPU); false = "
+                                    "from the low-res masks, cheaper, may keep a different one of two near-duplicates",
+                                    dynamic=True)
+    adaptive_density: bool = _param(False, "Grid prompts: decode the grid_size grid first, then points of a denser "
+                                    "grid only where its masks leave the frame uncovered or overlap heavily",
+                                    dynamic=True)
+    adaptive_dense_grid: int = _param(32, "Adaptive density: points per side of the dense grid", low=2, high=128,
+                                      dynamic=True)
+    adaptive_overlap: int = _param(3, "Adaptive density: dense points also go where at least this many distinct "
+                                   "sparse masks overlap (a complex region)", low=2, high=100, dynamic=True)
+
     # --- depth fusion ----------------------------------------------------------------------
     use_depth: bool = _param(True, "Fuse masks with the aligned depth image into 3D objects")
     depth_scale: float = _param(0.001, "Metres per unit of integer (16UC1) depth; 32FC1 is metres",
@@ -171,6 +207,7 @@ class SamRosConfig:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             _check_value(f, getattr(self, f.name))
+        parse_scales(self.scales)
         if self.min_depth >= self.max_depth:
             raise ValueError(f"min_depth ({self.min_depth}) must be below max_depth ({self.max_depth})")
 
@@ -290,3 +327,16 @@ def _check_value(f: dataclasses.Field, value: Any) -> None:
         raise ValueError(f"{f.name}: {value} is above the maximum {meta['high']}")
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ValueError(f"{f.name}: {value!r} is not one of {', '.join(meta['choices'])}")
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    """'0.5, 1, 1.5' -> (0.5, 1.0, 1.5); '' -> (). Raises ValueError for anything else."""
+    if not text.strip():
+        return ()
+    try:
+        scales = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"scales: expected comma-separated numbers like '0.5,1,1.5', got {text!r}") from None
+    if not all(0.25 <= s <= 4 for s in scales):
+        raise ValueError(f"scales: each zoom factor must be within 0.25 .. 4, got {text!r}")
+    return scales

@@ -1,12 +1,12 @@
 """Mask quality filters, boxes and NMS, all in torch on the masks' device.
 
-Everything here runs on the decoder's low-resolution logits where it can, so that only the masks
-that survive are ever upsampled to the camera's resolution.
+Scores run on the decoder's low-resolution logits; boxes for NMS and the crop-edge filter are measured
+on masks upsampled exactly as the reference upsamples them (box NMS between overlapping masks turns
+on single pixels), but only the masks that survive are ever kept at the camera's resolution.
 """
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 
 def stability_score(logits: torch.Tensor, mask_threshold: float, offset: float) -> torch.Tensor:
@@ -57,6 +57,29 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     return order[greedy_keep(box_iou(boxes[order].float()) > iou_threshold)]
 
 
+def grouped_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """NMS within each group only (torchvision's batched_nms): kept indices, ordered by group, then best score first."""
+    if boxes.shape[0] == 0:
+        return torch.empty(0, dtype=torch.long, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    order = order[torch.sort(groups[order], stable=True).indices]
+    same = groups[order][:, None] == groups[order][None, :]
+    return order[greedy_keep((box_iou(boxes[order].float()) > iou_threshold) & same)]
+
+
+def near_crop_edge(boxes: torch.Tensor, crop_boxes: torch.Tensor, original_size: tuple[int, int],
+                   atol: float = 20.0) -> torch.Tensor:
+    """Masks whose box (frame pixels) lies within ``atol`` of an edge of their crop that is not a frame edge.
+
+    Such a mask is likely cut off by the crop (segment-anything's ``is_box_near_crop_edge``); a larger
+    view sees the whole object.
+    """
+    frame = boxes.new_tensor([0, 0, original_size[1], original_size[0]])
+    near_crop = (boxes - crop_boxes).abs() <= atol
+    near_frame = (boxes - frame).abs() <= atol
+    return (near_crop & ~near_frame).any(1)
+
+
 def greedy_keep(conflicts: torch.Tensor) -> torch.Tensor:
     """Which items greedy suppression keeps, for items in priority order and their (N, N) conflicts.
 
@@ -101,21 +124,33 @@ def upsample_to_frame(logits: torch.Tensor, input_size: tuple[int, int], origina
                       mask_threshold: float, chunk: int = 32) -> torch.Tensor:
     """Binary masks (K, H, W) in frame pixels from low-res logits (K, s, s) over the padded input.
 
-    One bilinear sampling straight from the low-res grid (the reference goes through the padded
-    1024 square first); chunked so that memory stays bounded however many masks survive.
+    The reference's two bilinear steps (low-res -> padded model square, unpad, -> frame) are linear and
+    separable, so they are applied as one precomputed matrix per axis, ``rows @ logits @ cols^T``: the
+    same masks as the reference without the model-size intermediate, as two dense matrix products
+    (fast on any device); chunked so that memory stays bounded however many masks survive.
     """
     h_frame, w_frame = original_size
     lowres = logits.shape[-1]
-    model_size = 4 * lowres
-    device = logits.device
-    # Frame pixel centre -> position in the padded model input -> normalised grid_sample coordinate.
-    ys = ((torch.arange(h_frame, device=device) + 0.5) * (input_size[0] / h_frame)) / model_size * 2 - 1
-    xs = ((torch.arange(w_frame, device=device) + 0.5) * (input_size[1] / w_frame)) / model_size * 2 - 1
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).unsqueeze(0).to(logits.dtype)
-    out = torch.empty(logits.shape[0], h_frame, w_frame, dtype=torch.bool, device=device)
+    rows = _axis_matrix(lowres, 4 * lowres, input_size[0], h_frame).to(logits.device)
+    cols_t = _axis_matrix(lowres, 4 * lowres, input_size[1], w_frame).T.contiguous().to(logits.device)
+    out = torch.empty(logits.shape[0], h_frame, w_frame, dtype=torch.bool, device=logits.device)
     for start in range(0, logits.shape[0], chunk):
-        part = logits[start:start + chunk].unsqueeze(1)
-        sampled = F.grid_sample(part, grid.expand(part.shape[0], -1, -1, -1), mode="bilinear",
-                                padding_mode="border", align_corners=False)
-        out[start:start + chunk] = sampled[:, 0] > mask_threshold
+        out[start:start + chunk] = torch.matmul(rows, logits[start:start + chunk].float() @ cols_t) > mask_threshold
     return out
+
+
+def _linear_resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) weights of torch's 1-D bilinear resize (align_corners=False)."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=n_in - 1)
+    high = (low + 1).clamp(max=n_in - 1)
+    frac = src - low
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    matrix[torch.arange(n_out), low] += 1 - frac
+    matrix[torch.arange(n_out), high] += frac
+    return matrix
+
+
+def _axis_matrix(lowres: int, model_size: int, valid: int, frame: int) -> torch.Tensor:
+    """(frame, lowres) along one axis: low-res -> model size, keep the first ``valid``, -> frame."""
+    return (_linear_resize_matrix(valid, frame) @ _linear_resize_matrix(lowres, model_size)[:valid]).float()

@@ -52,3 +52,30 @@ def preprocess(rgb: np.ndarray, img_size: int, pixel_mean: torch.Tensor, pixel_s
     image = (image - pixel_mean.to(image.device)) / pixel_std.to(image.device)
     image = F.pad(image, (0, img_size - w, 0, img_size - h))
     return image.to(dtype), (h, w)
+
+
+def preprocess_views(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]], long_sides: list[int], img_size: int,
+                     pixel_mean: torch.Tensor, pixel_std: torch.Tensor, device: torch.device | str,
+                     dtype: torch.dtype) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Views of one frame (crops x0, y0, x1, y1 and the long side each is resized to) as one (V, 3, S, S) batch.
+
+    The frame is moved to the device once; each view is cut, resized and normalised there exactly as
+    ``preprocess`` treats a whole frame (segment-anything crops the uint8 image, then resizes).
+    """
+    validate_image(rgb)
+    frame = torch.from_numpy(np.require(rgb, requirements=("C", "W"))).to(device, non_blocking=True)
+    frame = frame.permute(2, 0, 1).unsqueeze(0).float()
+    images, sizes = [], []
+    for (x0, y0, x1, y1), long_side in zip(boxes, long_sides):
+        if not (0 <= x0 < x1 <= rgb.shape[1] and 0 <= y0 < y1 <= rgb.shape[0]) or not 0 < long_side <= img_size:
+            raise ValueError(f"view {(x0, y0, x1, y1)} at {long_side} px does not fit a {rgb.shape[1]}x{rgb.shape[0]} "
+                             f"frame in a {img_size} px model input")
+        image = frame[:, :, y0:y1, x0:x1]
+        h, w = resized_shape(y1 - y0, x1 - x0, long_side)
+        if (h, w) != (y1 - y0, x1 - x0):
+            image = F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+            image = image.round_().clamp_(0, 255)
+        image = (image - pixel_mean.to(image.device)) / pixel_std.to(image.device)
+        images.append(F.pad(image, (0, img_size - w, 0, img_size - h)))
+        sizes.append((h, w))
+    return torch.cat(images).to(dtype), sizes

@@ -18,6 +18,7 @@ class MaskRecord:
     predicted_iou: float
     stability_score: float
     point_coords: tuple[float, float]  # the point prompt, frame pixels (x, y)
+    crop_box: tuple[int, int, int, int] | None = None  # x, y, width, height of the crop it came from
 
 
 def rle_counts(masks: torch.Tensor) -> list[list[int]]:

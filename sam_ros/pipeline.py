@@ -14,22 +14,25 @@ import numpy as np
 import torch
 
 from .camera import PinholeCamera
-from .config import SamRosConfig
-from .decode import MaskBatch, decode_points, valid_region
-from .filters import lowres_boxes_in_frame, masks_to_boxes, nms, touches_frame_edge, upsample_to_frame
+from .config import SamRosConfig, parse_scales
+from .datatypes import EncodedViews
+from .decode import MaskBatch, decode_points
+from .filters import grouped_nms, masks_to_boxes, near_crop_edge, nms, touches_frame_edge
 from .scene.boxes import BoxContinuity, TrackBox, box_rotation
 from .scene.fusion import Object3DEstimate, ObjectPoints, depth_to_metres
 from .scene.planes import Plane
 from .scene.stage import Scene, analyse_scene
-from .image import preprocess
+from .image import preprocess, preprocess_views
 from .masks import MaskRecord
 from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
-from .prompts import (AoPPrompts, EncodedImage, GridPrompts, PromptPredictor, PromptStrategy, load_predictor,
+from .prompts import (AdaptiveGridPrompts, AoPPrompts, EncodedImage, GridPrompts, PromptPredictor, PromptStrategy, load_predictor,
                       predictor_beside)
 from .prompts.temporal import TemporalPrompts, temporal_wrapped
+from .regions import clean_small_regions
 from .timing import StageTimer
 from .tracking import ObjectTracker
 from .transfer import PinnedStaging
+from .views import frame_boxes, layer_point_grids, load_point_grids, lowres_boxes, upsample_views, view_points, view_specs
 
 # Fields whose change needs a new model (or device); everything else applies to the next frame.
 MODEL_FIELDS = ("checkpoint", "device", "dtype")
@@ -50,6 +53,8 @@ class SegmentationResult:
     num_prompts: int
     # preprocess, encoder, prompts (choosing them), decode, filter, postprocess (upsampling), total
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # (N, 4) x0, y0, x1, y1 (exclusive ends) of the crop each mask was found in; None = all in the whole frame
+    crop_boxes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.masks.shape[0]
@@ -59,9 +64,13 @@ class SegmentationResult:
         masks = self.masks.cpu().numpy()
         boxes, areas = self.boxes.cpu().long().tolist(), self.areas.cpu().tolist()
         iou, stability, points = self.predicted_iou.cpu().tolist(), self.stability.cpu().tolist(), self.points.cpu().tolist()
+        height, width = self.masks.shape[1:]
+        crops = (self.crop_boxes.cpu().long().tolist() if self.crop_boxes is not None
+                 else [[0, 0, width, height]] * len(boxes))
         return [MaskRecord(i + 1, masks[i], (b[0], b[1], b[2] - b[0] + 1, b[3] - b[1] + 1), int(areas[i]),
-                           float(iou[i]), float(stability[i]), (float(points[i][0]), float(points[i][1])))
-                for i, b in enumerate(boxes)]
+                           float(iou[i]), float(stability[i]), (float(points[i][0]), float(points[i][1])),
+                           (c[0], c[1], c[2] - c[0], c[3] - c[1]))
+                for i, (b, c) in enumerate(zip(boxes, crops))]
 
 
 @dataclass
@@ -99,6 +108,7 @@ class Segmenter:
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
         self._predictor: tuple[str, PromptPredictor] | None = None  # (file, predictor) of the last one loaded
+        self._grids_file: tuple[str, list[torch.Tensor]] | None = None  # point_grids path and its grids
         self._staging = PinnedStaging()
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
@@ -129,8 +139,11 @@ class Segmenter:
                                 config.temporal_coverage_drop, config.mask_threshold)
 
     def _base_strategy(self, config: SamRosConfig) -> PromptStrategy:
+        if config.prompt_mode == "grid" and config.adaptive_density:
+            return AdaptiveGridPrompts(config.grid_size, config.adaptive_dense_grid, config.adaptive_overlap,
+                                       config.mask_threshold, config.nms_thresh)
         if config.prompt_mode == "grid":
-            return GridPrompts(config.grid_size)
+            return GridPrompts(config.grid_size, self._point_grids(config)[0] if config.point_grids else None)
         return AoPPrompts(self._prompt_predictor(config), config.aop_smoothing, config.aop_conf_thresh,
                           config.aop_spacing, config.aop_elim_thresh, config.aop_fill_grid, config.mask_threshold)
 
@@ -152,6 +165,31 @@ class Segmenter:
             self._predictor = (str(path), predictor)
         return self._predictor[1]
 
+    def _point_grids(self, config: SamRosConfig) -> list[torch.Tensor]:
+        """Unit point grids per crop layer: the custom ``point_grids`` file (read once) or regular grids."""
+        if not config.point_grids:
+            return layer_point_grids(config.grid_size, config.crop_n_layers, config.crop_n_points_downscale_factor)
+        if self._grids_file is None or self._grids_file[0] != config.point_grids:
+            self._grids_file = (config.point_grids, load_point_grids(config.point_grids))
+        return self._grids_file[1]
+
+    @torch.inference_mode()
+    def encode_views(self, rgb: np.ndarray, timer: StageTimer | None = None) -> EncodedViews:
+        """The frame, its crops and its scales, preprocessed and encoded in batches of ``max_encoder_batch``."""
+        config, timer = self.config, StageTimer(self.device) if timer is None else timer
+        specs = view_specs(rgb.shape[:2], self.model.img_size, config.crop_n_layers, config.crop_overlap_ratio,
+                           parse_scales(config.scales))
+        with timer.stage("preprocess_ms"):
+            images, sizes = preprocess_views(rgb, [v.box for v in specs], [v.long_side for v in specs],
+                                             self.model.img_size, self.model.pixel_mean, self.model.pixel_std,
+                                             self.device, self.dtype)
+        with timer.stage("encoder_ms"):
+            step = config.max_encoder_batch
+            embedding = torch.cat([self.model.image_encoder(images[i:i + step]) for i in range(0, len(images), step)])
+        views = [EncodedImage(embedding[i:i + 1], images[i:i + 1], rgb.shape[:2], sizes[i], spec.box)
+                 for i, spec in enumerate(specs)]
+        return EncodedViews(embedding, views, [spec.layer for spec in specs])
+
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray) -> EncodedImage:
         """Preprocess and run the image encoder once; everything prompt-side reuses the result."""
@@ -166,39 +204,64 @@ class Segmenter:
     def segment(self, rgb: np.ndarray) -> SegmentationResult:
         """All masks of one uint8 HxWx3 RGB frame; raises ValueError for malformed frames."""
         timer = StageTimer(self.device)
-        with timer.stage("preprocess_ms"):
-            image, input_size = self._preprocess(rgb)
-        with timer.stage("encoder_ms"):
-            encoded = EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
+        if self.config.crop_n_layers or parse_scales(self.config.scales):
+            encoded = self.encode_views(rgb, timer)
+        else:
+            with timer.stage("preprocess_ms"):
+                image, input_size = self._preprocess(rgb)
+            with timer.stage("encoder_ms"):
+                encoded = EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
         result = self._segment_encoded(encoded, timer)
         result.timings_ms = self._timings(timer)
         return result
 
     @torch.inference_mode()
-    def segment_encoded(self, encoded: EncodedImage) -> SegmentationResult:
-        """The prompt side of ``segment`` for an image already encoded (timings from 'prompts' on)."""
+    def segment_encoded(self, encoded: EncodedImage | EncodedViews) -> SegmentationResult:
+        """The prompt side of ``segment`` for an image already encoded (timings from 'prompts' on).
+
+        With several views (crops, scales) the strategy places prompts on the whole frame (view 0); the
+        grid points of the other views ride along in its first decoder call and their masks join after it.
+        """
         timer = StageTimer(self.device)
         result = self._segment_encoded(encoded, timer)
         result.timings_ms = self._timings(timer)
         return result
 
-    def _segment_encoded(self, encoded: EncodedImage, timer: StageTimer) -> SegmentationResult:
-        config, prompts = self.config, []
+    def _segment_encoded(self, encoded: EncodedImage | EncodedViews, timer: StageTimer) -> SegmentationResult:
+        config = self.config
+        views = encoded if isinstance(encoded, EncodedViews) else EncodedViews.single(encoded)
+        prompts = []
+        pending = [view_points(views, self._point_grids(config))]  # the other views' prompts, not yet decoded
+        other_views: list[MaskBatch] = []
 
         def decode(points: torch.Tensor) -> MaskBatch:
+            view_index = None
+            if pending and len(pending[0][0]):
+                extra, extra_views = pending.pop()
+                view_index = torch.cat([torch.zeros(len(points), dtype=torch.long, device=extra_views.device),
+                                        extra_views])
+                points = torch.cat([points.to(extra), extra])
             prompts.append(points.shape[0])
             with timer.stage("decode_ms"):
-                return decode_points(self.model, encoded, points, pred_iou_thresh=config.pred_iou_thresh,
-                                     stability_thresh=config.stability_thresh,
-                                     stability_offset=config.stability_offset, mask_threshold=config.mask_threshold,
-                                     max_memory_mb=config.max_decode_memory_mb)
+                batch = decode_points(self.model, views if view_index is not None else views.views[0], points,
+                                      pred_iou_thresh=config.pred_iou_thresh, stability_thresh=config.stability_thresh,
+                                      stability_offset=config.stability_offset, mask_threshold=config.mask_threshold,
+                                      max_memory_mb=config.max_decode_memory_mb, view_index=view_index,
+                                      multimask_output=config.multimask_output)
+            if view_index is not None:  # the strategy sees the masks of its own prompts only
+                other_views.append(batch.select(torch.nonzero(batch.views() > 0).squeeze(1)))
+                batch = batch.select(torch.nonzero(batch.views() == 0).squeeze(1))
+            return batch
 
         with timer.stage("prompts_ms"):
-            batch = self.strategy.propose(encoded, decode)
+            batch = self.strategy.propose(views.views[0], decode)
+            if pending and len(pending[0][0]):  # the strategy decoded nothing
+                decode(pending[0][0].new_empty(0, 2))
+            batch = MaskBatch.cat([batch, *other_views]) if other_views else batch
         with timer.stage("filter_ms"):
-            batch = self._filter(batch, encoded)
+            batch = self._filter(batch, views)
         with timer.stage("postprocess_ms"):
-            return self._to_frame(batch, encoded, sum(prompts))
+            return self._to_frame(batch, views, sum(prompts))
 
     @staticmethod
     def _timings(timer: StageTimer) -> dict[str, float]:
@@ -284,28 +347,52 @@ class Segmenter:
             self._rays = (key, camera.rays())
         return self._rays[1]
 
-    def _filter(self, batch: MaskBatch, encoded: EncodedImage) -> MaskBatch:
-        """Area, edge, NMS and count limits on the low-res masks, before anything is upsampled."""
+    def _filter(self, batch: MaskBatch, views: EncodedViews) -> MaskBatch:
+        """Area, edge, NMS and count limits on exact boxes and areas, before any mask is kept at frame size."""
         config = self.config
-        lowres = valid_region(batch.logits, encoded) > config.mask_threshold
-        boxes = lowres_boxes_in_frame(lowres, encoded.input_size, encoded.original_size)
-        (h_in, w_in), (h, w) = encoded.input_size, encoded.original_size
-        approx_area = lowres.flatten(1).sum(1) * (16 * h * w / (h_in * w_in))
-        keep = approx_area >= max(config.min_area, 1)
+        frame_size = views.views[0].original_size
+        measure = frame_boxes if config.exact_mask_boxes else lowres_boxes
+        boxes, areas = measure(batch, views, config.mask_threshold)
+        keep = areas >= max(config.min_area, 1)
         if config.reject_edge_masks:
-            keep &= ~touches_frame_edge(boxes, encoded.original_size)
+            keep &= ~touches_frame_edge(boxes, frame_size)
+        if len(views) > 1:  # cut off by a crop's inner edge: a larger view sees the whole object
+            keep &= ~near_crop_edge(boxes, views.boxes()[batch.views()], frame_size)
         kept = torch.nonzero(keep).squeeze(1)
-        order = kept[nms(boxes[kept], batch.iou[kept], config.nms_thresh)][:config.max_objects]
-        return batch.select(order)
+        if len(views) == 1:
+            order = kept[nms(boxes[kept], batch.iou[kept], config.nms_thresh)]
+        else:
+            order = self._nms_across_views(batch.select(kept), boxes[kept], views, kept)
+        return batch.select(order[:config.max_objects])
 
-    def _to_frame(self, batch: MaskBatch, encoded: EncodedImage, num_prompts: int) -> SegmentationResult:
-        """Upsample the survivors to frame resolution; exact boxes and areas come from the full masks."""
-        masks = upsample_to_frame(batch.logits, encoded.input_size, encoded.original_size, self.config.mask_threshold)
-        areas = masks.flatten(1).sum(1)
-        keep = areas >= max(self.config.min_area, 1)
-        masks = masks[keep]
-        return SegmentationResult(masks, masks_to_boxes(masks), areas[keep], batch.iou[keep], batch.stability[keep],
-                                  batch.points[keep], num_prompts)
+    def _nms_across_views(self, batch: MaskBatch, boxes: torch.Tensor, views: EncodedViews,
+                          index: torch.Tensor) -> torch.Tensor:
+        """segment-anything's two NMS steps: within each view by predicted IoU, then across views preferring
+        masks from smaller views (finer detail) by ``crop_nms_thresh``. Returns ``index`` of the kept, best first."""
+        within = grouped_nms(boxes, batch.iou, batch.views(), self.config.nms_thresh)
+        crop = views.boxes()[batch.views()[within]]
+        view_area = (crop[:, 2] - crop[:, 0]) * (crop[:, 3] - crop[:, 1])
+        across = within[nms(boxes[within], 1 / view_area, self.config.crop_nms_thresh)]
+        return index[across[torch.sort(batch.iou[across], descending=True, stable=True).indices]]
+
+    def _to_frame(self, batch: MaskBatch, views: EncodedViews, num_prompts: int) -> SegmentationResult:
+        """Upsample the survivors to frame resolution; exact boxes and areas come from the full masks.
+
+        Small holes and islands (``min_mask_region_area``) are cleaned here, on the survivors only.
+        """
+        config = self.config
+        masks = upsample_views(batch, views, config.mask_threshold)
+        keep = torch.nonzero(masks.flatten(1).sum(1) >= max(config.min_area, 1)).squeeze(1)
+        masks, batch = masks[keep], batch.select(keep)
+        if config.min_mask_region_area > 0:
+            masks, _, kept = clean_small_regions(masks, config.min_mask_region_area,
+                                                 max(config.nms_thresh, config.crop_nms_thresh))
+            batch = batch.select(kept)
+            keep = torch.nonzero(masks.flatten(1).sum(1) >= max(config.min_area, 1)).squeeze(1)
+            masks, batch = masks[keep], batch.select(keep)
+        crop_boxes = views.boxes()[batch.views()] if len(views) > 1 else None
+        return SegmentationResult(masks, masks_to_boxes(masks), masks.flatten(1).sum(1), batch.iou, batch.stability,
+                                  batch.points, num_prompts, crop_boxes=crop_boxes)
 
     @contextmanager
     def _timed(self, timings: dict[str, float], name: str):

@@ -52,3 +52,39 @@ def _randomise_norms(model: torch.nn.Module) -> None:
 
 def seeded_state_dict(seed: int = 0) -> dict:
     return reference_mobile_sam(seed).state_dict()
+
+
+class _SharedEncoder(torch.nn.Module):
+    """Our image encoder behind the attribute the reference predictor reads (``img_size``)."""
+
+    def __init__(self, encoder: torch.nn.Module, img_size: int) -> None:
+        super().__init__()
+        self.encoder, self.img_size = encoder, img_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+
+def reference_sam_around(model):
+    """A reference Sam (segment-anything's prompt encoder and mask decoder, loaded key for key) around
+    OUR image encoder, for any model size: the AMG stages of a trained small model can then be compared
+    with the reference's (the encoder itself is compared with the reference in test_model.py)."""
+    from mobile_sam.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    dim = model.prompt_encoder.embed_dim
+    emb = model.image_encoder(torch.zeros(1, 3, model.img_size, model.img_size)).shape[-1]
+    decoder = model.mask_decoder
+    block = decoder.transformer.layers[0]
+    transformer = TwoWayTransformer(depth=len(decoder.transformer.layers), embedding_dim=dim,
+                                    num_heads=block.self_attn.num_heads, mlp_dim=block.mlp.lin1.out_features)
+    reference = Sam(image_encoder=_SharedEncoder(model.image_encoder, model.img_size),
+                    prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(emb, emb),
+                                                 input_image_size=(model.img_size, model.img_size), mask_in_chans=16),
+                    mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer=transformer, transformer_dim=dim,
+                                             iou_head_depth=3,
+                                             iou_head_hidden_dim=decoder.iou_prediction_head.layers[0].out_features),
+                    pixel_mean=model.pixel_mean.flatten().tolist(), pixel_std=model.pixel_std.flatten().tolist())
+    ours = {k: v for k, v in model.state_dict().items() if not k.startswith("image_encoder.")}
+    missing, unexpected = reference.load_state_dict(ours, strict=False)
+    assert not unexpected and all(k.startswith("image_encoder.") for k in missing), (missing, unexpected)
+    return reference.eval()

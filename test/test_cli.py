@@ -78,3 +78,28 @@ def test_cli_reports_bad_inputs_clearly(tmp_path, checkpoint, capsys, monkeypatc
     monkeypatch.setattr(cli, "BUNDLED_CHECKPOINT", tmp_path / "not_shipped.pt")
     assert main(["--device", "cpu"]) == 2  # no IMAGE: the sample recording with the shipped model
     assert "small model shipped with sam_ros" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["coco_rle", "uncompressed_rle", "binary_mask"])
+def test_cli_output_modes_give_the_same_masks(tmp_path, checkpoint, mode):
+    scene = render(sample_scene(np.random.default_rng(1)), Intrinsics.default(160, 120))
+    Image.fromarray(scene.rgb).save(tmp_path / "rgb.png")
+    out = tmp_path / mode
+    assert main([str(tmp_path / "rgb.png"), "--checkpoint", str(checkpoint), "--grid", "4", "--out", str(out),
+                  "--output-mode", mode, *LOOSE]) == 0
+    records = json.loads((out / "rgb.json").read_text())["masks"]
+    assert records
+    for record in records:
+        segmentation = record["segmentation"]
+        if mode == "coco_rle":
+            mask = rle_to_mask(rle_from_string(segmentation["counts"]), 120, 160)
+        elif mode == "uncompressed_rle":
+            counts = segmentation["counts"]
+            assert sum(counts) == 120 * 160
+            mask = np.repeat(np.arange(len(counts)) % 2 == 1, counts).reshape(160, 120).T  # column-major runs
+        else:
+            mask = np.array(Image.open(out / segmentation)) > 0
+        assert mask.sum() == record["area"] and record["crop_box"] == [0, 0, 160, 120]
+        x, y, w, h = record["bbox"]
+        ys, xs = np.nonzero(mask)
+        assert (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) == (x, y, w, h)

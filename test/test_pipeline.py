@@ -99,7 +99,7 @@ def test_run_expresses_objects_in_a_target_frame(model, scene):
     checked = 0
     for c, b in pairs:
         np.testing.assert_allclose(b.centroid, to_body[:3, :3] @ c.centroid + to_body[:3, 3], atol=1e-4)
-        np.testing.assert_allclose(b.aabb_size, c.aabb_size[[2, 0, 1]], atol=1e-4)  # axes permuted, not resized
+        np.testing.assert_allclose(b.aabb_size, c.aabb_size[[2, 0, 1]], rtol=1e-4, atol=1e-4)  # axes permuted, not resized
         mine = points[index == in_body.index(b), 2]
         if mine.size:  # published objects: the box's height is measured along the body's z (up)
             assert b.obb_size[2] == pytest.approx(np.percentile(mine, 99) - np.percentile(mine, 1), abs=0.01)

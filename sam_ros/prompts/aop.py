@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..datatypes import MaskBatch
 from ..filters import greedy_keep
 from .base import EncodedImage, PromptStrategy
 from .grid import GridPrompts
@@ -193,5 +194,4 @@ class AoPPrompts(PromptStrategy):
         rest = grid[eliminate_redundant(grid, reference.logits, encoded, self.elim_thresh, self.mask_threshold)]
         if len(rest) == 0:
             return reference
-        from ..decode import MaskBatch  # here: sam_ros.decode imports this package
         return MaskBatch.cat([reference, decode(rest)])

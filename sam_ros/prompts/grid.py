@@ -15,10 +15,11 @@ def build_point_grid(n_per_side: int) -> torch.Tensor:
 
 
 class GridPrompts(PromptStrategy):
-    def __init__(self, n_per_side: int) -> None:
-        if n_per_side < 1:
+    def __init__(self, n_per_side: int, unit_points: torch.Tensor | None = None) -> None:
+        """A regular ``n_per_side`` grid, or custom ``unit_points`` (N, 2) in [0, 1] (segment-anything's point_grids)."""
+        if unit_points is None and n_per_side < 1:
             raise ValueError(f"grid size must be >= 1, got {n_per_side}")
-        self.unit_points = build_point_grid(n_per_side)
+        self.unit_points = build_point_grid(n_per_side) if unit_points is None else unit_points.double()
 
     def points(self, encoded: EncodedImage) -> torch.Tensor:
         """The grid in frame pixels (x, y), on the embedding's device."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import torch
 
+from ..datatypes import EncodedImage
 from .aop import AoPPrompts, sample_prompts
-from .base import EncodedImage, PromptStrategy
+from .base import PromptStrategy
 from .grid import GridPrompts
 
 

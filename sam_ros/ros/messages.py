@@ -41,13 +41,17 @@ def mask_array(header: Header, result: SegmentationResult, ids: list[int], paren
     areas = masks.flatten(1).sum(1).cpu().tolist()
     iou, stability = result.predicted_iou.cpu().tolist(), result.stability.cpu().tolist()
     points = result.points.cpu().tolist()
+    crops = (result.crop_boxes.cpu().long().tolist() if result.crop_boxes is not None
+             else [[0, 0, int(width), int(height)]] * len(result))
     for i, counts in enumerate(rle_counts(masks)):
         x0, y0, x1, y1 = boxes[i]
         msg.masks.append(ObjectMask(
             id=int(ids[i]), bbox=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1),
             area=int(areas[i]), predicted_iou=float(iou[i]), stability_score=float(stability[i]),
             rle_counts=[int(c) for c in counts], prompt=Point(x=float(points[i][0]), y=float(points[i][1])),
-            parent_id=int(ids[parents[i]]) if parents is not None and parents[i] >= 0 else 0))
+            parent_id=int(ids[parents[i]]) if parents is not None and parents[i] >= 0 else 0,
+            crop_box=RegionOfInterest(x_offset=crops[i][0], y_offset=crops[i][1], width=crops[i][2] - crops[i][0],
+                                      height=crops[i][3] - crops[i][1])))
     return msg
 
 

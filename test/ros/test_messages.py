@@ -20,7 +20,8 @@ MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 def sample_mask_array():
     mask = ObjectMask(id=3, bbox=RegionOfInterest(x_offset=4, y_offset=5, width=6, height=7), area=42,
                       predicted_iou=0.91, stability_score=0.97, rle_counts=[10, 5, 3, 2],
-                      prompt=Point(x=12.5, y=8.0), parent_id=2)
+                      prompt=Point(x=12.5, y=8.0), parent_id=2,
+                      crop_box=RegionOfInterest(x_offset=0, y_offset=160, width=320, height=320))
     return MaskArray(header=Header(frame_id="camera_color_optical_frame"), height=480, width=640, masks=[mask])
 
 
@@ -193,3 +194,20 @@ def test_markers_draw_structure_boxes_and_an_arrow_to_each_support():
     end = arrows[8].points[1]
     assert end.z == pytest.approx(0.5 + 0.1)  # to the top of the box it stands on
     assert sum(m.type == Marker.CUBE and m.ns == "sam_ros" for m in out.markers) == 2
+
+
+def test_mask_array_carries_each_masks_crop_box():
+    import torch
+
+    from sam_ros.pipeline import SegmentationResult
+    from sam_ros.ros.messages import mask_array
+
+    masks = torch.zeros(2, 6, 8, dtype=torch.bool)
+    masks[0, 1:3, 1:3] = True
+    masks[1, 4:6, 5:8] = True
+    result = SegmentationResult(masks, torch.tensor([[1, 1, 2, 2], [5, 4, 7, 5]]), torch.tensor([4, 6]),
+                                torch.tensor([0.9, 0.8]), torch.tensor([0.95, 0.96]), torch.tensor([[1.5, 1.5], [6.0, 5.0]]),
+                                2, crop_boxes=torch.tensor([[0, 0, 8, 6], [4, 3, 8, 6]]))
+    msg = mask_array(Header(frame_id="cam"), result, [1, 2])
+    assert [(m.crop_box.x_offset, m.crop_box.y_offset, m.crop_box.width, m.crop_box.height) for m in msg.masks] == [
+        (0, 0, 8, 6), (4, 3, 4, 3)]

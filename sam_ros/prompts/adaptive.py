@@ -1,0 +1,49 @@
+"""Adaptive grid density: a sparse grid first, then a dense grid only where the sparse masks fall short.
+
+A dense point is decoded when the sparse pass left its cell uncovered (something the sparse grid
+stepped over, often a small object) or when at least ``overlap`` distinct sparse masks cover it (a
+cluttered region whose parts the sparse masks did not separate). Elsewhere the sparse masks already
+explain the image and dense prompts would only repeat them.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..datatypes import EncodedImage, MaskBatch
+from ..filters import masks_to_boxes, nms
+from .base import PromptStrategy
+from .grid import GridPrompts
+
+
+def needs_dense(points: torch.Tensor, logits: torch.Tensor, iou: torch.Tensor, encoded: EncodedImage,
+                overlap: int, mask_threshold: float = 0.0, nms_thresh: float = 0.7) -> torch.Tensor:
+    """Which ``points`` (N, 2 frame pixels) fall where the masks (M, s, s low-res logits) leave the frame
+    uncovered, or where ``overlap`` or more distinct masks (after box NMS at ``nms_thresh``) cover it; (N,) bool."""
+    if len(logits) == 0:
+        return torch.ones(len(points), dtype=torch.bool, device=points.device)
+    masks = logits > mask_threshold
+    distinct = nms(masks_to_boxes(masks), iou, nms_thresh)
+    count = masks[distinct].sum(0, dtype=torch.int32)           # (s, s) masks covering each cell
+    cells = (encoded.to_input(points.float()) / 4).long()        # model-input pixels -> low-res cells
+    cx = cells[:, 0].clamp(0, count.shape[1] - 1)
+    cy = cells[:, 1].clamp(0, count.shape[0] - 1)
+    covered = count[cy, cx]
+    return (covered == 0) | (covered >= overlap)
+
+
+class AdaptiveGridPrompts(PromptStrategy):
+    """Grid prompts at two densities: ``sparse`` points per side everywhere, ``dense`` where needed."""
+
+    def __init__(self, sparse: int, dense: int, overlap: int = 3, mask_threshold: float = 0.0,
+                 nms_thresh: float = 0.7) -> None:
+        self.sparse, self.dense = GridPrompts(sparse), GridPrompts(dense)
+        self.overlap, self.mask_threshold, self.nms_thresh = overlap, mask_threshold, nms_thresh
+
+    def propose(self, encoded: EncodedImage, decode) -> MaskBatch:
+        first = decode(self.sparse.points(encoded))
+        candidates = self.dense.points(encoded)
+        rest = candidates[needs_dense(candidates, first.logits, first.iou, encoded, self.overlap,
+                                      self.mask_threshold, self.nms_thresh)]
+        if len(rest) == 0:
+            return first
+        return MaskBatch.cat([first, decode(rest)])
