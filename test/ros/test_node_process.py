@@ -26,6 +26,7 @@ def node_process(ros, tmp_path_factory):
     log = tmp_path_factory.mktemp("node") / "sam_node.log"
     command = [sys.executable, "-m", "sam_ros.ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "sam_ros.yaml"),
                "--params-file", str(BUNDLED_PARAMS), "-p", "device:=cpu", "-p", "grid_size:=12",
+               "-p", "qos_input_reliability:=reliable",  # best-effort 1 MB frames between processes: often lost on Jazzy
                "-r", f"image:={COLOUR_TOPIC}", "-r", f"depth:={DEPTH_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}"]
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
     process.log = log
@@ -67,7 +68,7 @@ def test_a_recording_replayed_into_the_node(node_process, tmp_path):
     node = rclpy.create_node("replay")
     objects = {}
     node.create_subscription(Object3DArray, "/sam_node/objects", lambda m: objects.__setitem__(stamp_ns(m), m), 10)
-    player = Player(node, bag, [COLOUR_TOPIC, DEPTH_TOPIC, INFO_TOPIC])
+    player = Player(node, bag, [COLOUR_TOPIC, DEPTH_TOPIC, INFO_TOPIC], reliable=True)
     spinner = Spinner(node)
     try:
         for (_, msgs), frame in zip(player.frames(), frames):
