@@ -192,7 +192,9 @@ def back_project(z: np.ndarray, rays: np.ndarray, transform: np.ndarray | None) 
     if transform is None:
         return points
     transform = np.asarray(transform, dtype=np.float64)
-    return points @ transform[:3, :3].T + transform[:3, 3]
+    rotation = transform[:3, :3]  # three broadcasts, not a matrix product: BLAS threads spin on a busy CPU
+    return (points[..., 0:1] * rotation[:, 0] + points[..., 1:2] * rotation[:, 1] + points[..., 2:3] * rotation[:, 2]
+            + transform[:3, 3])
 
 
 def mad_inliers(index: np.ndarray, z: np.ndarray, n: int, gate: float, min_gate: float) -> np.ndarray:
@@ -312,8 +314,8 @@ def _min_area_yaw(index: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np
     sample = rank % np.maximum(counts // HULL_SAMPLE, 1)[index] == 0
     index, a, b = index[sample], a[sample], b[sample]
     directions = np.arange(HULL_DIRECTIONS) * (np.pi / HULL_DIRECTIONS)
-    unit = np.stack([np.cos(directions), np.sin(directions)]).astype(np.float32)
-    proj = np.stack([a, b], 1).astype(np.float32) @ unit  # (P, D)
+    proj = (a.astype(np.float32)[:, None] * np.cos(directions).astype(np.float32)
+            + b.astype(np.float32)[:, None] * np.sin(directions).astype(np.float32))  # (P, D)
     low, high = segment_extent(index, proj, n)
     rows, cols = np.nonzero((proj == high[index]) | (proj == low[index]))
     hull = np.zeros((n, 2 * HULL_DIRECTIONS, 2))  # unfilled slots stay at the centroid, inside the hull

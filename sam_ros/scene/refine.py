@@ -78,8 +78,8 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
     flat = masks.reshape(n, h * w)
     finite = np.isfinite(z).reshape(-1)
     valid_count = np.count_nonzero(flat & finite, axis=1)
-    fractions = (flat.astype(np.float32) @ planar.reshape(len(planes), h * w).T.astype(np.float32)
-                 if planes else np.zeros((n, 0), np.float32))
+    on_each = planar.reshape(len(planes), h * w)
+    fractions = np.stack([np.count_nonzero(flat & plane, axis=1) for plane in on_each], 1) if planes else np.zeros((n, 0))
     fractions = fractions / np.maximum(valid_count, 1)[:, None]
     best = fractions.argmax(1) if planes else np.zeros(n, np.int64)
     px, py = _prompt_pixels(prompts, h, w)
