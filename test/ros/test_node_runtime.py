@@ -120,7 +120,7 @@ def test_a_frame_never_mixes_settings_and_a_new_aop_checkpoint_reloads(ros, tmp_
         return run
 
     node._process = recorded_process
-    for name in ("segment_encoded", "_filter", "_to_frame", "_scene"):
+    for name in ("_segment_encoded", "_filter", "_to_frame", "_scene"):
         setattr(node.segmenter, name, recorder(getattr(node.segmenter, name)))
     changing = threading.Event()
 
