@@ -10,7 +10,7 @@ setup(
     package_data={"sam_ros": ["data/*", "data/*/*", "synthetic/textures/*"]},
     python_requires=">=3.10",
     install_requires=["torch==2.13.0", "numpy>=1.24", "pillow>=10", "pyyaml>=6", "tqdm>=4.60",
-                      "rosbags==0.11.9", "zstandard>=0.22", "opencv-python-headless>=4.8"],
+                      "rosbags==0.11.9", "zstandard>=0.22", "scipy>=1.11", "opencv-python-headless>=4.8"],
     entry_points={"console_scripts": [
         "sam-ros-segment=sam_ros.cli:main",
         "sam_node=sam_ros.ros.node:main",

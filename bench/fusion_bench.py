@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sam_ros.camera import PinholeCamera  # noqa: E402
-from sam_ros.fusion import depth_to_metres, fuse_masks  # noqa: E402
+from sam_ros.scene.fusion import depth_to_metres, fuse_masks  # noqa: E402
 from sam_ros.synthetic import add_depth_noise, render, sample_scene, to_16uc1_mm  # noqa: E402
 from sam_ros.synthetic.render import pitch_rotation  # noqa: E402
 from sam_ros.synthetic.sequence import render_sequence  # noqa: E402

@@ -39,7 +39,7 @@ class SamRosConfig:
                               choices=("grid", "aop"), dynamic=True)
     grid_size: int = _param(16, "Points per side of the prompt grid", low=1, high=64, dynamic=True)
     aop_checkpoint: str = _param("", "AoP prompt predictor file; '' = <model file>_aop.pt beside the model "
-                                 "(shipped for 'bundled')")
+                                 "(shipped for 'bundled'); a change loads the new file", dynamic=True)
     aop_smoothing: float = _param(2.0, "AoP: Gaussian sigma applied to the prompt-confidence map, in cells of a "
                                   "64-cell grid over the image (paper's smoothing factor)",
                                   low=0.0, high=10.0, dynamic=True)
@@ -53,6 +53,14 @@ class SamRosConfig:
     aop_fill_grid: int = _param(16, "AoP: points per side of the grid checked after the predicted prompts; points "
                                 "not on an object already segmented are decoded too (0 = predicted prompts only)",
                                 low=0, high=64, dynamic=True)
+    temporal_prompts: bool = _param(False, "Video: decode one point per live track first (inside its last mask, moved "
+                                    "by its motion), then only the grid/AoP points those masks leave uncovered; "
+                                    "masks keep the id of the track whose prompt made them", dynamic=True)
+    rescan_every: int = _param(8, "Temporal prompts: a full grid/AoP scan every this many frames (a new object is "
+                               "found within this many frames)", low=1, high=1000, dynamic=True)
+    temporal_coverage_drop: float = _param(0.05, "Temporal prompts: decode every uncovered point when the tracks' masks "
+                                           "cover this fraction of the frame less than the last frame's masks did",
+                                           low=0.0, high=1.0, dynamic=True)
 
     # --- mask filtering --------------------------------------------------------------------
     pred_iou_thresh: float = _param(0.88, "Drop masks whose predicted IoU is below this",
@@ -72,7 +80,7 @@ class SamRosConfig:
                               dynamic=True)
     max_decode_memory_mb: int = _param(
         2048, "Memory cap of one batched decoder call; prompts are chunked only above it (MobileSAM: ~9 MB per "
-        "prompt in fp32, half in fp16/bf16)",
+        "prompt in fp32, half in fp16/bf16; on a GPU 20% of the cap is left to the caching allocator)",
         low=64, high=1_000_000, dynamic=True)
 
     # --- segment-anything AMG: outputs, crops, scales, small regions, adaptive density -------
@@ -120,10 +128,37 @@ class SamRosConfig:
                               dynamic=True)
     erosion_px: int = _param(1, "Pixels eroded from each mask edge before using its depth (flying pixels)",
                              low=0, high=50, dynamic=True)
-    min_valid_points: int = _param(30, "Objects with fewer valid depth points are flagged invalid",
+    min_valid_points: int = _param(30, "Objects with fewer valid depth points (on the scene_stride grid) are flagged "
+                                   "invalid",
                                    low=1, high=1_000_000, dynamic=True)
     target_frame: str = _param("", "Express objects in this TF frame (e.g. base_link, map; z up) using /tf and "
                                "/tf_static; '' = the camera's optical frame")
+
+    # --- scene: structure, refined masks, parts, support -------------------------------------
+    scene_stride: int = _param(2, "The scene stage (planes, refinement, fusion) uses every n-th pixel of each row "
+                               "and column; 1 = all pixels", low=1, high=8, dynamic=True)
+    depth_sigma_at_1m: float = _param(0.002, "Depth noise sigma (m) at 1 m; it grows with z^2 (stereo, structured "
+                                      "light)", low=0.0, high=0.1, dynamic=True)
+    plane_band_sigmas: float = _param(3.0, "A point within this many depth-noise sigmas of a plane lies on it",
+                                      low=0.5, high=20.0, dynamic=True)
+    plane_min_band: float = _param(0.01, "Narrowest plane band (m), for near points", low=0.0, high=0.5,
+                                   dynamic=True)
+    plane_min_extent: float = _param(0.7, "A plane is structure (floor, wall, table top) when its largest connected "
+                                     "patch is at least this long (m)", low=0.05, high=100.0, dynamic=True)
+    max_planes: int = _param(6, "Most structure planes found per frame", low=0, high=20, dynamic=True)
+    structure_fraction: float = _param(0.7, "A mask with at least this fraction of its depth on one structure plane "
+                                       "is structure, not an object", low=0.0, high=1.0, dynamic=True)
+    depth_jump_ratio: float = _param(0.04, "Neighbouring pixels whose depths differ by more than this fraction are "
+                                     "on two sides of a discontinuity (object masks are cut there)",
+                                     low=0.001, high=1.0, dynamic=True)
+    part_containment: float = _param(0.85, "A mask with at least this fraction of its pixels inside a larger mask "
+                                     "is its part", low=0.5, high=1.0, dynamic=True)
+    fuse_parts: bool = _param(False, "Also make parts (masks inside a larger object mask) 3D objects",
+                              dynamic=True)
+    support_tolerance: float = _param(0.03, "An object rests on a plane or object whose top is within this (m, plus "
+                                      "the plane band) of its bottom", low=0.0, high=1.0, dynamic=True)
+    publish_structure: bool = _param(False, "Also put structure (floor, walls, table tops) on ~/objects; it always "
+                                     "goes on ~/structure", dynamic=True)
 
     # --- tracking --------------------------------------------------------------------------
     track_max_distance: float = _param(0.3, "Max 3D centroid distance (m) to keep an object's id",
@@ -131,6 +166,10 @@ class SamRosConfig:
     track_min_iou: float = _param(0.1, "Min mask IoU to keep an object's id without depth",
                                   low=0.0, high=1.0, dynamic=True)
     track_max_age: int = _param(5, "Frames an unseen object keeps its id", low=0, high=1000, dynamic=True)
+    track_smoothing: float = _param(0.0, "Weight of the past in each track's smoothed centroid and box (0 = none)",
+                                    low=0.0, high=0.95, dynamic=True)
+    track_smoothing_gate: float = _param(0.1, "A centroid that moved farther than this (m) from the smoothed one "
+                                         "restarts the smoothing", low=0.0, high=10.0, dynamic=True)
 
     # --- input -------------------------------------------------------------------------------
     image_transport: str = _param("raw", "Colour topic transport: raw = sensor_msgs/Image on 'image'; compressed = "
@@ -141,6 +180,29 @@ class SamRosConfig:
     sync_slop: float = _param(0.05, "Max stamp difference (s) between colour, depth and camera info",
                               low=0.0, high=10.0)
     sync_queue_size: int = _param(10, "Messages kept per topic while matching stamps", low=1, high=1000)
+
+    # --- node: lifecycle, QoS, diagnostics -------------------------------------------------------
+    autostart: bool = _param(True, "Configure and activate the lifecycle node at start-up; false = wait for a "
+                             "lifecycle manager (change_state)")
+    qos_input_reliability: str = _param("best_effort", "Reliability of the image, depth and camera_info "
+                                        "subscriptions; best_effort also matches reliable publishers",
+                                        choices=("best_effort", "reliable"))
+    qos_input_depth: int = _param(5, "History depth of each input subscription", low=1, high=100)
+    qos_results_reliability: str = _param("reliable", "Reliability of masks, objects and markers (small): "
+                                          "reliable reaches reliable and best-effort subscribers",
+                                          choices=("best_effort", "reliable"))
+    qos_results_depth: int = _param(10, "History depth of masks, objects and markers", low=1, high=100)
+    qos_images_reliability: str = _param("reliable", "Reliability of the overlay and label image (~1 MB each): "
+                                         "reliable reaches both kinds of subscriber; best_effort never resends "
+                                         "on a lossy link", choices=("best_effort", "reliable"))
+    qos_images_depth: int = _param(1, "History depth of the overlay and label image", low=1, high=100)
+    qos_points_reliability: str = _param("reliable", "Reliability of the object point cloud; as the images",
+                                         choices=("best_effort", "reliable"))
+    qos_points_depth: int = _param(1, "History depth of the object point cloud", low=1, high=100)
+    diagnostics_window_s: float = _param(5.0, "Sliding window (s) of the diagnostics' FPS, rates, latency "
+                                         "percentiles and level", low=0.5, high=600.0)
+    no_input_warn_s: float = _param(2.0, "Diagnostics warn when no input message arrived for this long (s)",
+                                    low=0.1, high=3600.0)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

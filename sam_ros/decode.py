@@ -16,7 +16,11 @@ GATHERED_COPIES = 2     # with several views: each prompt's own view embedding, 
 UPSCALE_COPIES = 4      # the channels-last output upscaling of one prompt
 # Prompts are upscaled in passes of this many bytes: on a CPU small enough to stay in cache (three times
 # faster than one large pass, measured), on a GPU large enough to keep it busy.
-UPSCALE_PASS_BYTES = {"cpu": 32 * 2**20, "cuda": 512 * 2**20}
+UPSCALE_PASS_BYTES = {"cpu": 32 * 2**20, "cuda": 256 * 2**20}
+# Share of the cap left to the device's allocator: CUDA's caching allocator rounds blocks up (to 2 MiB
+# above 1 MiB) and keeps freed blocks reserved for reuse, so it holds more than the tensors need.
+# An estimate until measured on a GPU (bench/gpu_check.py prints peak reserved memory against the cap).
+ALLOCATOR_HEADROOM = {"cpu": 0.0, "cuda": 0.2}
 
 
 def upscale_prompts_per_pass(embedding: torch.Tensor) -> int:
@@ -26,13 +30,15 @@ def upscale_prompts_per_pass(embedding: torch.Tensor) -> int:
 
 
 def prompts_per_call(embedding: torch.Tensor, max_memory_mb: int, shared: bool = True) -> int:
-    """How many prompts one decoder call may take within ``max_memory_mb`` (at least one).
+    """How many prompts one decoder call may take within ``max_memory_mb`` (at least one), the
+    allocator's headroom (``ALLOCATOR_HEADROOM``) included.
 
     ``shared`` False: prompts of several views, each with its own copy of its view's embedding.
     """
     upscale = upscale_prompts_per_pass(embedding) * UPSCALE_COPIES * _token_bytes(embedding)
+    usable = max_memory_mb * 2**20 * (1.0 - ALLOCATOR_HEADROOM.get(embedding.device.type, ALLOCATOR_HEADROOM["cuda"]))
     copies = TRANSFORMER_COPIES + (0 if shared else GATHERED_COPIES)
-    return max(1, int((max_memory_mb * 2**20 - upscale) // (copies * _token_bytes(embedding))))
+    return max(1, int((usable - upscale) // (copies * _token_bytes(embedding))))
 
 
 def _token_bytes(embedding: torch.Tensor) -> int:

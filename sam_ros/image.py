@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .transfer import PinnedStaging
+
 MAX_PIXELS = 8192 * 8192  # anything larger is a corrupt message, not a camera frame
 
 
@@ -31,16 +33,18 @@ def resized_shape(height: int, width: int, target: int) -> tuple[int, int]:
 
 
 def preprocess(rgb: np.ndarray, img_size: int, pixel_mean: torch.Tensor, pixel_std: torch.Tensor,
-               device: torch.device | str, dtype: torch.dtype) -> tuple[torch.Tensor, tuple[int, int]]:
+               device: torch.device | str, dtype: torch.dtype,
+               staging: PinnedStaging | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
     """Resize (longest side = img_size), normalise and pad to a (1, 3, img_size, img_size) tensor.
 
     The antialiased bilinear resize matches PIL's, which the reference applies on the host; the result
     is rounded to uint8 levels like PIL's output so both see the same pixels. Returns the tensor and the
-    resized (h, w) inside the padded square.
+    resized (h, w) inside the padded square. ``staging`` keeps the pinned upload buffer between frames.
     """
     validate_image(rgb)
     h, w = resized_shape(rgb.shape[0], rgb.shape[1], img_size)
-    image = torch.from_numpy(np.require(rgb, requirements=("C", "W"))).to(device, non_blocking=True)
+    staging = staging or PinnedStaging()
+    image = staging.upload(rgb, torch.device(device))
     image = image.permute(2, 0, 1).unsqueeze(0).float()
     if (h, w) != rgb.shape[:2]:
         image = F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False, antialias=True)

@@ -95,3 +95,24 @@ def label_image(masks: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     top = (masks[order] * paint_rank[:, None, None]).amax(0).long()  # last painter wins, 0 = none
     lookup = torch.cat([torch.zeros(1, dtype=torch.int32, device=masks.device), ids.to(masks.device)[order].int()])
     return lookup[top]
+
+
+def part_parents(masks: np.ndarray, groups: np.ndarray, containment: float) -> np.ndarray:
+    """Part/whole hierarchy (segment-anything's image -> wholes -> parts): (N,) index of each mask's parent, -1.
+
+    A mask is a part of a larger mask of the same group (objects, structure) that contains at least
+    ``containment`` of its pixels; its parent is the smallest such mask, so the parents form a tree.
+    Of two equal masks, the later (lower scoring) one is the part. ``masks`` is (N, H, W) or (N, P) bool.
+    """
+    n = masks.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    flat = masks.reshape(n, -1).astype(np.float32)
+    overlap = flat @ flat.T
+    area = np.diag(overlap).copy()
+    order = np.arange(n)
+    larger = (area[None, :] > area[:, None]) | ((area[None, :] == area[:, None]) & (order[None, :] < order[:, None]))
+    contained = overlap >= containment * np.maximum(area[:, None], 1)
+    candidate = contained & larger & (groups[:, None] == groups[None, :]) & (area[:, None] > 0)
+    size = np.where(candidate, area[None, :], np.inf)
+    return np.where(candidate.any(1), size.argmin(1), -1)

@@ -18,14 +18,20 @@ from .config import SamRosConfig, parse_scales
 from .datatypes import EncodedViews
 from .decode import MaskBatch, decode_points
 from .filters import grouped_nms, masks_to_boxes, near_crop_edge, nms, touches_frame_edge
-from .fusion import Object3DEstimate, ObjectPoints, depth_to_metres, estimate_objects, object_points
+from .scene.boxes import BoxContinuity, TrackBox, box_rotation
+from .scene.fusion import Object3DEstimate, ObjectPoints, depth_to_metres
+from .scene.planes import Plane
+from .scene.stage import Scene, analyse_scene
 from .image import preprocess, preprocess_views
 from .masks import MaskRecord
 from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
 from .prompts import (AdaptiveGridPrompts, AoPPrompts, EncodedImage, GridPrompts, PromptPredictor, PromptStrategy, load_predictor,
                       predictor_beside)
+from .prompts.temporal import TemporalPrompts, temporal_wrapped
 from .regions import clean_small_regions
+from .timing import StageTimer
 from .tracking import ObjectTracker
+from .transfer import PinnedStaging
 from .views import frame_boxes, layer_point_grids, load_point_grids, lowres_boxes, upsample_views, view_points, view_specs
 
 # Fields whose change needs a new model (or device); everything else applies to the next frame.
@@ -75,7 +81,10 @@ class Frame:
     track_ids: list[int]                         # one per mask, stable across frames
     objects: list[Object3DEstimate] | None       # one per mask; None without depth (or use_depth off)
     timings_ms: dict[str, float]                 # the segmentation's, plus fusion and tracking
-    object_points: ObjectPoints | None = None    # the points of the valid objects, as ``objects``; None without depth
+    object_points: ObjectPoints | None = None    # the points of the published objects (Scene.published); None without depth
+    planes: list[Plane] | None = None            # structure planes (floor, walls, table tops); None without depth
+    up: np.ndarray | None = None                 # the objects' frame's vertical (given, or estimated from the floor)
+    refined_masks: torch.Tensor | None = None    # (N, H, W) masks cut to their own surface (scene.refine); None without depth
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -98,24 +107,38 @@ class Segmenter:
             model, _ = load_sam(config.checkpoint or None, self.device, self.dtype)
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
-        self._predictor: PromptPredictor | None = None
+        self._predictor: tuple[str, PromptPredictor] | None = None  # (file, predictor) of the last one loaded
+        self._staging = PinnedStaging()
         self._grids_file: tuple[str, list[torch.Tensor]] | None = None  # point_grids path and its grids
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
+        self.boxes = BoxContinuity(config.track_smoothing, config.track_smoothing_gate)
 
-    def update(self, config: SamRosConfig) -> None:
-        """Apply a new configuration to the next frame; model, device or dtype changes need a new Segmenter."""
+    def check(self, config: SamRosConfig) -> PromptStrategy:
+        """The prompt strategy ``config`` needs (loading a new AoP predictor), or why it cannot apply."""
         changed = [name for name in MODEL_FIELDS if getattr(config, name) != getattr(self.config, name)]
         if changed:
             raise ValueError(f"changing {', '.join(changed)} needs a restart")
-        self.strategy = self._strategy(config)
+        return self._strategy(config)
+
+    def update(self, config: SamRosConfig) -> None:
+        """Apply a new configuration; call it between frames (``run`` reads ``self.config`` in several stages)."""
+        self.strategy = self.check(config)
         # New gates apply to the tracks already held: objects keep their ids across a parameter change.
         self.tracker.max_distance, self.tracker.min_iou, self.tracker.max_age = (
             config.track_max_distance, config.track_min_iou, config.track_max_age)
+        self.boxes.smoothing, self.boxes.gate = config.track_smoothing, config.track_smoothing_gate
         self.config = config
 
     def _strategy(self, config: SamRosConfig) -> PromptStrategy:
+        base = self._base_strategy(config)
+        if not config.temporal_prompts:
+            return base
+        return temporal_wrapped(base, getattr(self, "strategy", None), config.rescan_every,
+                                config.temporal_coverage_drop, config.mask_threshold)
+
+    def _base_strategy(self, config: SamRosConfig) -> PromptStrategy:
         if config.prompt_mode == "grid" and config.adaptive_density:
             return AdaptiveGridPrompts(config.grid_size, config.adaptive_dense_grid, config.adaptive_overlap,
                                        config.mask_threshold, config.nms_thresh)
@@ -125,22 +148,22 @@ class Segmenter:
                           config.aop_spacing, config.aop_elim_thresh, config.aop_fill_grid, config.mask_threshold)
 
     def _prompt_predictor(self, config: SamRosConfig) -> PromptPredictor:
-        """The AoP predictor, loaded on first use and checked against the model's embedding size."""
-        if self._predictor is None:
-            path = config.aop_checkpoint
-            if not path:
-                try:
-                    path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
-                except CheckpointNotFoundError:
-                    raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
-                                            "(there is no model file to look beside)") from None
+        """The AoP predictor, loaded when first needed or when its file changes, checked against the model."""
+        path = config.aop_checkpoint
+        if not path:
+            try:
+                path = predictor_beside(resolve_checkpoint(config.checkpoint or None))
+            except CheckpointNotFoundError:
+                raise FileNotFoundError("prompt_mode 'aop' needs a prompt predictor: set aop_checkpoint "
+                                        "(there is no model file to look beside)") from None
+        if self._predictor is None or self._predictor[0] != str(path):
             predictor, _ = load_predictor(path, self.device, self.dtype)
             channels = self.model.prompt_encoder.embed_dim
             if predictor.embed_dim != channels:
                 raise ValueError(f"AoP predictor {path} was trained for {predictor.embed_dim}-channel embeddings, "
                                  f"this model has {channels}: train one for it (python -m sam_ros.train.train_aop)")
-            self._predictor = predictor
-        return self._predictor
+            self._predictor = (str(path), predictor)
+        return self._predictor[1]
 
     def _point_grids(self, config: SamRosConfig) -> list[torch.Tensor]:
         """Unit point grids per crop layer: the custom ``point_grids`` file (read once) or regular grids."""
@@ -151,16 +174,16 @@ class Segmenter:
         return self._grids_file[1]
 
     @torch.inference_mode()
-    def encode_views(self, rgb: np.ndarray, timings: dict[str, float] | None = None) -> EncodedViews:
+    def encode_views(self, rgb: np.ndarray, timer: StageTimer | None = None) -> EncodedViews:
         """The frame, its crops and its scales, preprocessed and encoded in batches of ``max_encoder_batch``."""
-        config, timings = self.config, {} if timings is None else timings
+        config, timer = self.config, StageTimer(self.device) if timer is None else timer
         specs = view_specs(rgb.shape[:2], self.model.img_size, config.crop_n_layers, config.crop_overlap_ratio,
                            parse_scales(config.scales))
-        with self._timed(timings, "preprocess_ms"):
+        with timer.stage("preprocess_ms"):
             images, sizes = preprocess_views(rgb, [v.box for v in specs], [v.long_side for v in specs],
                                              self.model.img_size, self.model.pixel_mean, self.model.pixel_std,
                                              self.device, self.dtype)
-        with self._timed(timings, "encoder_ms"):
+        with timer.stage("encoder_ms"):
             step = config.max_encoder_batch
             embedding = torch.cat([self.model.image_encoder(images[i:i + step]) for i in range(0, len(images), step)])
         views = [EncodedImage(embedding[i:i + 1], images[i:i + 1], rgb.shape[:2], sizes[i], spec.box)
@@ -175,39 +198,40 @@ class Segmenter:
 
     def _preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         return preprocess(rgb, self.model.img_size, self.model.pixel_mean, self.model.pixel_std, self.device,
-                          self.dtype)
+                          self.dtype, self._staging)
 
     @torch.inference_mode()
     def segment(self, rgb: np.ndarray) -> SegmentationResult:
         """All masks of one uint8 HxWx3 RGB frame; raises ValueError for malformed frames."""
-        timings = {}
+        timer = StageTimer(self.device)
         if self.config.crop_n_layers or parse_scales(self.config.scales):
-            encoded = self.encode_views(rgb, timings)
+            encoded = self.encode_views(rgb, timer)
         else:
-            with self._timed(timings, "preprocess_ms"):
+            with timer.stage("preprocess_ms"):
                 image, input_size = self._preprocess(rgb)
-            with self._timed(timings, "encoder_ms"):
+            with timer.stage("encoder_ms"):
                 encoded = EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
-        result = self.segment_encoded(encoded)
-        result.timings_ms = {**timings, **result.timings_ms}
-        result.timings_ms["total_ms"] = sum(v for k, v in result.timings_ms.items() if k != "total_ms")
+        result = self._segment_encoded(encoded, timer)
+        result.timings_ms = self._timings(timer)
         return result
 
     @torch.inference_mode()
     def segment_encoded(self, encoded: EncodedImage | EncodedViews) -> SegmentationResult:
-        """The prompt side of ``segment`` for an image already encoded (timings from 'prompts' on).
+        """The prompt side of ``segment`` for an image already encoded (timings from 'prompts' on)."""
+        timer = StageTimer(self.device)
+        result = self._segment_encoded(encoded, timer)
+        result.timings_ms = self._timings(timer)
+        return result
 
-        With several views (crops, scales) the strategy places prompts on the whole frame (view 0); the
-        grid points of the other views ride along in its first decoder call and their masks join after it.
-        """
-        config, timings = self.config, {}
+    def _segment_encoded(self, encoded: EncodedImage | EncodedViews, timer: StageTimer) -> SegmentationResult:
+        """With several views (crops, scales) the strategy places prompts on the whole frame (view 0); the
+        grid points of the other views ride along in its first decoder call and their masks join after it."""
+        config, prompts = self.config, []
         views = encoded if isinstance(encoded, EncodedViews) else EncodedViews.single(encoded)
-        prompts, decode_ms = [], [0.0]
         pending = [view_points(views, self._point_grids(config))]  # the other views' prompts, not yet decoded
         other_views: list[MaskBatch] = []
 
         def decode(points: torch.Tensor) -> MaskBatch:
-            start = time.perf_counter()
             view_index = None
             if pending and len(pending[0][0]):
                 extra, extra_views = pending.pop()
@@ -215,32 +239,35 @@ class Segmenter:
                                         extra_views])
                 points = torch.cat([points.to(extra), extra])
             prompts.append(points.shape[0])
-            batch = decode_points(self.model, views if view_index is not None else views.views[0], points,
-                                  pred_iou_thresh=config.pred_iou_thresh, stability_thresh=config.stability_thresh,
-                                  stability_offset=config.stability_offset, mask_threshold=config.mask_threshold,
-                                  max_memory_mb=config.max_decode_memory_mb, view_index=view_index,
-                                  multimask_output=config.multimask_output)
+            with timer.stage("decode_ms"):
+                batch = decode_points(self.model, views if view_index is not None else views.views[0], points,
+                                      pred_iou_thresh=config.pred_iou_thresh, stability_thresh=config.stability_thresh,
+                                      stability_offset=config.stability_offset, mask_threshold=config.mask_threshold,
+                                      max_memory_mb=config.max_decode_memory_mb, view_index=view_index,
+                                      multimask_output=config.multimask_output)
             if view_index is not None:  # the strategy sees the masks of its own prompts only
                 other_views.append(batch.select(torch.nonzero(batch.views() > 0).squeeze(1)))
                 batch = batch.select(torch.nonzero(batch.views() == 0).squeeze(1))
-            self._synchronize()
-            decode_ms[0] += (time.perf_counter() - start) * 1000.0
             return batch
 
-        with self._timed(timings, "prompts_ms"):
+        with timer.stage("prompts_ms"):
             batch = self.strategy.propose(views.views[0], decode)
             if pending and len(pending[0][0]):  # the strategy decoded nothing
                 decode(pending[0][0].new_empty(0, 2))
             batch = MaskBatch.cat([batch, *other_views]) if other_views else batch
-        timings["prompts_ms"] = max(0.0, timings["prompts_ms"] - decode_ms[0])  # choosing them, not decoding
-        timings["decode_ms"] = decode_ms[0]
-        with self._timed(timings, "filter_ms"):
+        with timer.stage("filter_ms"):
             batch = self._filter(batch, views)
-        with self._timed(timings, "postprocess_ms"):
-            result = self._to_frame(batch, views, sum(prompts))
+        with timer.stage("postprocess_ms"):
+            return self._to_frame(batch, views, sum(prompts))
+
+    @staticmethod
+    def _timings(timer: StageTimer) -> dict[str, float]:
+        """The frame's stage times (the one synchronisation per frame on a GPU); 'prompts' is choosing them."""
+        timings = timer.milliseconds()
+        timings["decode_ms"] = timings.get("decode_ms", 0.0)
+        timings["prompts_ms"] = max(0.0, timings["prompts_ms"] - timings["decode_ms"])
         timings["total_ms"] = sum(timings.values())
-        result.timings_ms = timings
-        return result
+        return timings
 
     def run(self, rgb: np.ndarray, depth: np.ndarray | None = None, camera: PinholeCamera | None = None,
             camera_to_target: np.ndarray | None = None) -> Frame:
@@ -261,30 +288,51 @@ class Segmenter:
             if depth_shape != np.shape(rgb)[:2] or (camera.height, camera.width) != np.shape(rgb)[:2]:
                 raise ValueError(f"size mismatch: colour {np.shape(rgb)[:2]}, depth {depth_shape}, camera "
                                  f"{(camera.height, camera.width)} (height, width); align depth to colour")
+        temporal = self.strategy if isinstance(self.strategy, TemporalPrompts) else None
+        if temporal is not None:
+            temporal.set_tracks(*self.tracker.prompts())
         result = self.segment(rgb)
         timings = dict(result.timings_ms)
-        objects = points = None
-        with self._timed(timings, "fusion_ms"):
+        scene = None
+        with self._timed(timings, "scene_ms"):
             if fuse:
-                objects, points = self._fuse(result.masks, depth, camera, camera_to_target)
+                scene = self._scene(result, depth, camera, camera_to_target)
         with self._timed(timings, "tracking_ms"):
+            objects = scene.objects if scene is not None else None
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))
-            track_ids = self.tracker.update(result.masks, centroids)
+            claims = temporal.claims(result.points) if temporal is not None else None
+            track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
+            if scene is not None:
+                self._continuous_boxes(scene, track_ids)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
-        return Frame(result, track_ids, objects, timings, points)
+        if scene is None:
+            return Frame(result, track_ids, None, timings)
+        timings.update(scene.timings_ms)  # the scene stage's steps, inside scene_ms
+        points = scene.points.select(scene.published(self.config.fuse_parts))
+        return Frame(result, track_ids, scene.objects, timings, points, scene.planes, scene.up,
+                     torch.from_numpy(scene.masks))
 
-    def _fuse(self, masks: torch.Tensor, depth: np.ndarray, camera: PinholeCamera,
-              camera_to_target: np.ndarray | None) -> tuple[list[Object3DEstimate], ObjectPoints]:
-        """Each mask's 3D estimate, and the points of the valid ones (from one pass over the depth)."""
+    def _scene(self, result: SegmentationResult, depth: np.ndarray, camera: PinholeCamera,
+               camera_to_target: np.ndarray | None) -> Scene:
+        """Structure, objects, parts, 3D geometry and support of the frame's masks (see scene.stage)."""
         config = self.config
         depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
-        points = object_points(masks, depth_m, camera, erosion_px=config.erosion_px,
-                               min_valid_points=config.min_valid_points, rays=self._camera_rays(camera),
-                               transform=camera_to_target)
-        objects = estimate_objects(points, min_valid_points=config.min_valid_points,
-                                   up=None if camera_to_target is None else Z_UP)
-        return objects, points.select(points.valid(config.min_valid_points))
+        return analyse_scene(self._staging.download(result.masks), depth_m, camera, result.points.cpu().numpy(), config,
+                             transform=camera_to_target, up=None if camera_to_target is None else Z_UP,
+                             rays=self._camera_rays(camera))
+
+    def _continuous_boxes(self, scene: Scene, track_ids: list[int]) -> None:
+        """Each track's box as the equivalent of this frame's box whose yaw is nearest the track's last one
+        (smoothed with ``track_smoothing``)."""
+        for estimate, track_id in zip(scene.objects, track_ids):
+            if estimate.valid:
+                box = self.boxes.update(track_id, TrackBox(estimate.centroid, estimate.obb_center,
+                                                           estimate.obb_size, estimate.obb_yaw))
+                estimate.centroid, estimate.obb_center, estimate.obb_size, estimate.obb_yaw = (
+                    box.centroid, box.center, box.size, box.yaw)
+                estimate.obb_rotation = box_rotation(scene.up, estimate.obb_yaw)
+        self.boxes.forget_except({t.id for t in self.tracker.tracks})
 
     def _camera_rays(self, camera: PinholeCamera) -> np.ndarray:
         """Pixel rays of the camera, computed once per calibration (undistortion is not free)."""
@@ -340,14 +388,9 @@ class Segmenter:
         return SegmentationResult(masks, masks_to_boxes(masks), masks.flatten(1).sum(1), batch.iou, batch.stability,
                                   batch.points, num_prompts, crop_boxes=crop_boxes)
 
-    def _synchronize(self) -> None:
-        """Wait for queued GPU work, so that a stage's time is its own and not the next stage's."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     @contextmanager
     def _timed(self, timings: dict[str, float], name: str):
+        """Host clock for host-side stages (fusion, tracking): their waits for GPU results are their own."""
         start = time.perf_counter()
         yield
-        self._synchronize()
         timings[name] = (time.perf_counter() - start) * 1000.0

@@ -1,8 +1,14 @@
-"""Stable object ids across frames: what a robot's behaviour code holds on to.
+"""Stable object ids across frames, from compact host-side track state.
 
-Each frame's objects are matched to the tracks of the previous frames, greedily by cost: 3D centroid
-distance when both have valid depth (gated by ``max_distance``), otherwise 1 - mask IoU (gated by
-``min_iou``). Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
+A track keeps only what matching and temporal prompts need: its box, its last valid 3D centroid, a
+downsampled mask (``TRACK_MASK_SIDE`` cells on the long side, on the host) and its image motion. It
+never holds a frame's mask tensor, so no GPU memory outlives the frame that made it.
+
+Matching is greedy over a cost: 3D centroid distance when both have valid depth (gated by
+``max_distance``), otherwise 1 - mask IoU of the downsampled masks (gated by ``min_iou``). A mask made
+by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows it
+(the best claimant wins); the rest are matched as above. Unmatched objects start new tracks; tracks
+unseen for more than ``max_age`` frames end.
 """
 from __future__ import annotations
 
@@ -10,14 +16,77 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn import functional as F
+
+TRACK_MASK_SIDE = 128  # cells on the long side of a track's mask (640x480 -> 128x96: 5x5 pixels a cell)
 
 
 @dataclass
 class Track:
     id: int
     centroid: np.ndarray | None   # last valid 3D centroid
-    mask: torch.Tensor            # last mask (H, W) bool
+    mask: torch.Tensor            # last mask, downsampled (h, w) bool, on the host
+    box: np.ndarray               # last box x0, y0, x1, y1 in frame pixels
     age: int = 0                  # frames since last seen
+    motion: np.ndarray | None = None  # image motion of the mask's centre, frame pixels per frame (x, y)
+    prompt: np.ndarray | None = None  # the point prompt that produced its last mask, frame pixels (x, y)
+
+
+def compact_masks(masks: torch.Tensor, side: int = TRACK_MASK_SIDE) -> torch.Tensor:
+    """(N, H, W) bool masks -> (N, h, w) bool on the host, a cell set where half its pixels are.
+
+    Area-weighted, so IoUs of compact masks approximate full-resolution ones; a mask smaller than a cell
+    keeps its best-covered cell rather than vanishing.
+    """
+    n, height, width = masks.shape
+    scale = min(1.0, side / max(height, width, 1))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if n == 0:
+        return torch.zeros(0, *size, dtype=torch.bool)
+    pooled = F.adaptive_avg_pool2d(masks[:, None].float(), size)[:, 0]
+    compact = pooled >= 0.5
+    best = (pooled == pooled.flatten(1).amax(1)[:, None, None]) & (pooled > 0)
+    compact = torch.where(compact.flatten(1).any(1)[:, None, None], compact, best)
+    return compact.cpu()
+
+
+def mask_boxes(masks: torch.Tensor, frame_size: tuple[int, int]) -> np.ndarray:
+    """Frame-pixel boxes (N, 4) of compact masks: the covered cells' extent, scaled up."""
+    n, h, w = masks.shape
+    boxes = np.zeros((n, 4))
+    if n == 0:
+        return boxes
+    rows, cols = masks.any(2).numpy(), masks.any(1).numpy()
+    sy, sx = frame_size[0] / h, frame_size[1] / w
+    for i in range(n):
+        ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
+        if len(ys):
+            boxes[i] = (xs[0] * sx, ys[0] * sy, (xs[-1] + 1) * sx - 1, (ys[-1] + 1) * sy - 1)
+    return boxes
+
+
+def interior_points(masks: torch.Tensor) -> torch.Tensor:
+    """(N, 2) cell coordinates (x, y) of each compact mask's most interior cell (the last to survive
+    repeated erosion, nearest the mask's centre among those): a prompt there stays on the object when
+    it moves a little, and never lands on a concave shape's hole."""
+    n = masks.shape[0]
+    current = masks.float()[:, None]
+    deepest = current.clone()
+    for _ in range(max(masks.shape[1:], default=0)):
+        alive = current.flatten(1).any(1)
+        if not alive.any():
+            break
+        deepest[alive] = current[alive]
+        current = -F.max_pool2d(-current, 3, 1, 1)  # erosion by one cell (outside the frame counts as mask)
+    h, w = masks.shape[1:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    weight = masks.float().flatten(1)
+    count = weight.sum(1).clamp(min=1)
+    centre = torch.stack([(weight * xs.flatten()).sum(1) / count, (weight * ys.flatten()).sum(1) / count], 1)
+    distance = (xs.flatten()[None] - centre[:, :1]) ** 2 + (ys.flatten()[None] - centre[:, 1:]) ** 2
+    distance = torch.where(deepest[:, 0].flatten(1) > 0, distance, torch.full_like(distance, float("inf")))
+    index = distance.argmin(1)
+    return torch.stack([index % w, index // w], 1).float() if n else torch.zeros(0, 2)
 
 
 class ObjectTracker:
@@ -26,42 +95,106 @@ class ObjectTracker:
         self.min_iou = min_iou
         self.max_age = max_age
         self.tracks: list[Track] = []
+        self.frame_size: tuple[int, int] | None = None
+        self._points: np.ndarray | None = None  # this update's mask prompts
         self._next_id = 1
 
-    def update(self, masks: torch.Tensor, centroids: list[np.ndarray | None]) -> list[int]:
-        """Ids for this frame's objects (masks (N, H, W) bool; centroid None where depth was invalid)."""
+    def update(self, masks: torch.Tensor, centroids: list[np.ndarray | None],
+               claims: list[list[int]] | None = None, prompts: torch.Tensor | None = None) -> list[int]:
+        """Ids for this frame's objects (masks (N, H, W) bool; centroid None where depth was invalid).
+
+        ``claims[i]``: the ids of the tracks whose temporal prompt produced mask ``i`` (tracks may share one);
+        ``prompts`` (N, 2) the point prompt of each mask, frame pixels (for the next frame's prompts).
+        """
         n = masks.shape[0]
-        cost = np.full((n, len(self.tracks)), np.inf)
-        if n and self.tracks:
-            iou = self._mask_iou(masks, torch.stack([t.mask.to(masks.device) for t in self.tracks]))
-            for j, track in enumerate(self.tracks):
-                for i in range(n):
-                    if centroids[i] is not None and track.centroid is not None:
-                        distance = float(np.linalg.norm(centroids[i] - track.centroid))
-                        if distance <= self.max_distance:
-                            cost[i, j] = distance / max(self.max_distance, 1e-9)
-                    elif iou[i, j] >= self.min_iou:
-                        cost[i, j] = 1.0 - iou[i, j]
+        frame_size = self.frame_size = tuple(masks.shape[1:])
+        compact = compact_masks(masks)
+        boxes = mask_boxes(compact, frame_size)
+        self._points = prompts.detach().float().cpu().numpy() if prompts is not None else None
+        cost = self._cost(compact, centroids)
         ids = [0] * n
-        matched_tracks: set[int] = set()
+        matched: set[int] = set()
+        index_of = {t.id: j for j, t in enumerate(self.tracks)}
+        claimed = [(i, index_of[c]) for i, ids_i in enumerate(claims or []) for c in ids_i if c in index_of]
+        claimed_cost = np.array([cost[i, j] for i, j in claimed])
+        for k in np.argsort(claimed_cost, kind="stable"):  # the best claimant of a track keeps its id
+            i, j = claimed[k]
+            if np.isfinite(claimed_cost[k]) and not ids[i] and j not in matched:
+                ids[i] = self._renew(j, i, compact, boxes, centroids)
+                matched.add(j)
         for flat in np.argsort(cost, axis=None, kind="stable"):
             i, j = divmod(int(flat), max(len(self.tracks), 1))
-            if not np.isfinite(cost[i, j]) or ids[i] or j in matched_tracks:
+            if not np.isfinite(cost[i, j]) or ids[i] or j in matched:
                 continue
-            ids[i] = self.tracks[j].id
-            matched_tracks.add(j)
-            self.tracks[j] = Track(self.tracks[j].id, centroids[i] if centroids[i] is not None
-                                   else self.tracks[j].centroid, masks[i])
+            ids[i] = self._renew(j, i, compact, boxes, centroids)
+            matched.add(j)
         for j, track in enumerate(self.tracks):
-            if j not in matched_tracks:
+            if j not in matched:
                 track.age += 1
         self.tracks = [t for t in self.tracks if t.age <= self.max_age]
         for i in range(n):
             if not ids[i]:
                 ids[i] = self._next_id
                 self._next_id += 1
-                self.tracks.append(Track(ids[i], centroids[i], masks[i]))
+                self.tracks.append(Track(ids[i], centroids[i], compact[i], boxes[i], prompt=self._prompt(i)))
         return ids
+
+    def prompts(self) -> tuple[torch.Tensor, list[int]]:
+        """Point prompts of the live tracks (frame pixels (x, y), float32) and the id of each one's track.
+
+        Two per track, both moved by its image motion and kept inside the frame: the most interior cell
+        of its mask, and the prompt that produced that mask (when it is known).
+        """
+        height, width = self.frame_size or (0, 0)
+        shape = compact_masks(torch.zeros(0, height, width, dtype=torch.bool)).shape[1:]
+        tracks = [t for t in self.tracks if t.mask.shape == shape]  # not those of another camera geometry
+        if not tracks:
+            return torch.zeros(0, 2), []
+        masks = torch.stack([t.mask for t in tracks])
+        h, w = shape
+        cells = interior_points(masks) + 0.5
+        points = cells * torch.tensor([width / w, height / h])
+        motion = torch.tensor(np.array([t.motion if t.motion is not None else (0.0, 0.0) for t in tracks]),
+                              dtype=torch.float32)
+        ids = [t.id for t in tracks]
+        known = [k for k, t in enumerate(tracks) if t.prompt is not None]
+        if known:
+            points = torch.cat([points, torch.tensor(np.array([tracks[k].prompt for k in known]), dtype=torch.float32)])
+            motion = torch.cat([motion, motion[known]])
+            ids += [ids[k] for k in known]
+            tracks = tracks + [tracks[k] for k in known]
+        points = points + motion * torch.tensor([[1.0 + t.age] for t in tracks])
+        points = torch.minimum(points.clamp(min=0.5), torch.tensor([width - 0.5, height - 0.5]))
+        return points.float(), ids
+
+    def _renew(self, j: int, i: int, compact: torch.Tensor, boxes: np.ndarray,
+               centroids: list[np.ndarray | None]) -> int:
+        """Track ``j`` seen again as object ``i``: its state becomes the object's, its motion the change."""
+        track = self.tracks[j]
+        centre_before, centre_now = _box_centre(track.box), _box_centre(boxes[i])
+        motion = (centre_now - centre_before) / (1 + track.age)
+        self.tracks[j] = Track(track.id, centroids[i] if centroids[i] is not None else track.centroid,
+                               compact[i], boxes[i], 0, motion, self._prompt(i))
+        return track.id
+
+    def _prompt(self, i: int) -> np.ndarray | None:
+        return None if self._points is None else self._points[i]
+
+    def _cost(self, compact: torch.Tensor, centroids: list[np.ndarray | None]) -> np.ndarray:
+        n = compact.shape[0]
+        cost = np.full((n, len(self.tracks)), np.inf)
+        if not n or not self.tracks:
+            return cost
+        iou = self._mask_iou(compact, torch.stack([t.mask for t in self.tracks]))
+        for j, track in enumerate(self.tracks):
+            for i in range(n):
+                if centroids[i] is not None and track.centroid is not None:
+                    distance = float(np.linalg.norm(centroids[i] - track.centroid))
+                    if distance <= self.max_distance:
+                        cost[i, j] = distance / max(self.max_distance, 1e-9)
+                elif iou[i, j] >= self.min_iou:
+                    cost[i, j] = 1.0 - iou[i, j]
+        return cost
 
     @staticmethod
     def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -70,4 +203,8 @@ class ObjectTracker:
         fa, fb = a.flatten(1).float(), b.flatten(1).float()
         inter = fa @ fb.T
         union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-        return (inter / union.clamp(min=1)).cpu().numpy()
+        return (inter / union.clamp(min=1)).numpy()
+
+
+def _box_centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])

@@ -126,3 +126,16 @@ def test_memory_cap_counts_the_measured_working_set():
     assert prompts_per_call(cpu, 2048) == (2048 - 32) // 9
     assert prompts_per_call(cpu, 1) == 1
     assert prompts_per_call(cpu.bfloat16(), 2048) == (2048 - 32) * 2 // 9
+
+
+def test_memory_cap_leaves_the_gpu_allocator_its_headroom():
+    """On a GPU (any device but the CPU; 'meta' stands in here) the transformer's working set and one
+    upscaling pass fit in the cap less the allocator's share."""
+    from sam_ros.decode import ALLOCATOR_HEADROOM, TRANSFORMER_COPIES, UPSCALE_COPIES, upscale_prompts_per_pass
+
+    gpu = torch.empty(1, 256, 64, 64, device="meta", dtype=torch.float16)
+    token_mb = 2.0  # 64 x 64 x 256 fp16
+    for cap in (1024, 2048, 8192):
+        n = prompts_per_call(gpu, cap)
+        used = n * TRANSFORMER_COPIES * token_mb + upscale_prompts_per_pass(gpu) * UPSCALE_COPIES * token_mb
+        assert used <= cap * (1 - ALLOCATOR_HEADROOM["cuda"]) < used + TRANSFORMER_COPIES * token_mb

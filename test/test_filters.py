@@ -67,3 +67,17 @@ def test_upsampling_maps_lowres_cells_onto_the_frame():
     assert abs(xs.min() - 150) <= 2 and abs(xs.max() - 299) <= 2
     chunked = upsample_to_frame(logits.repeat(5, 1, 1), (768, 1024), (480, 640), 0.0, chunk=2)
     assert chunked.shape == (5, 480, 640) and bool((chunked == torch.from_numpy(mask)).all())
+
+
+def test_nms_waits_for_the_device_a_logarithmic_number_of_times(monkeypatch):
+    """A chain (each box overlaps the next) settles one item per pass: the worst case for the fixed point.
+    The result must still be greedy NMS, with convergence checked O(log N) times, not once per pass."""
+    n = 64
+    x = torch.arange(n, dtype=torch.float32) * 5
+    boxes = torch.stack([x, torch.zeros(n), x + 10, torch.full((n,), 10.0)], dim=1)
+    scores = torch.linspace(1, 0, n)
+    checks = []
+    equal = torch.equal
+    monkeypatch.setattr(torch, "equal", lambda a, b: checks.append(1) or equal(a, b))
+    assert nms(boxes, scores, 0.3).tolist() == greedy_nms(boxes, scores.tolist(), 0.3) == list(range(0, n, 2))
+    assert len(checks) <= 8  # log2(64) + 2

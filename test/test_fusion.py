@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sam_ros.camera import PinholeCamera, align_depth_to_colour
-from sam_ros.fusion import depth_to_metres, estimate_objects, fuse_masks, object_points
+from sam_ros.scene.fusion import depth_to_metres, estimate_objects, fuse_masks, object_points
 from sam_ros.synthetic import SceneObject, SceneSpec, add_depth_noise, render
 from sam_ros.synthetic.render import pitch_rotation
 from sam_ros.tracking import ObjectTracker

@@ -105,6 +105,25 @@ def test_half_precision_forward_stays_close_to_float32(half):
     assert torch.allclose(outputs[0], outputs[1], atol=0.15 * outputs[0].abs().max().item())
 
 
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_channel_layer_norm_keeps_fp32_statistics_in_half_precision(half):
+    """Activations of a few hundred: their squared deviations overflow fp16 (max 65504); the output must
+    still match fp32 to the half type's resolution (checked on the CPU, as the GPU would compute it)."""
+    from sam_ros.model.common import LayerNorm2d
+
+    torch.manual_seed(7)
+    norm = LayerNorm2d(16)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 16, 8, 8) * 400
+    mean, var = x.mean(1, keepdim=True), x.var(1, unbiased=False, keepdim=True)
+    expected = norm.weight[:, None, None] * (x - mean) / torch.sqrt(var + norm.eps) + norm.bias[:, None, None]
+    out = norm.to(half)(x.to(half))
+    assert out.dtype == half and torch.isfinite(out).all()
+    assert torch.allclose(out.float(), expected, atol=0.05)
+
+
 def test_missing_checkpoint_says_where_to_get_one(tmp_path, monkeypatch):
     monkeypatch.delenv("SAM_ROS_CHECKPOINT", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

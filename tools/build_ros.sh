@@ -42,4 +42,4 @@ fi
 cd "$WS"
 colcon build --symlink-install --event-handlers console_direct- --cmake-args -DBUILD_TESTING=OFF >"$WS/build.log" 2>&1 || {
   tail -40 "$WS/build.log" >&2; echo "error: colcon build failed (full log: $WS/build.log)" >&2; exit 1; }
-echo "built: source $WS/install/setup.bash"
+echo "[build] colcon build of sam_ros in $WS: $SECONDS s (source $WS/install/setup.bash)"

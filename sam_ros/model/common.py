@@ -14,10 +14,12 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.mean(1, keepdim=True)
-        s = (x - u).pow(2).mean(1, keepdim=True)
-        x = (x - u) / torch.sqrt(s + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
+        # Statistics in fp32: in fp16 the squared deviations overflow (> 65504) once activations pass ~256.
+        y = x.float()
+        u = y.mean(1, keepdim=True)
+        s = (y - u).pow(2).mean(1, keepdim=True)
+        y = (y - u) / torch.sqrt(s + self.eps)
+        return (self.weight[:, None, None] * y + self.bias[:, None, None]).to(x.dtype)
 
 
 class MLPBlock(nn.Module):

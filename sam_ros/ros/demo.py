@@ -93,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=[])
     peer = rclpy.create_node("sam_ros_demo")
     player = Player(peer, args.recording, [COLOUR_TOPIC, DEPTH_TOPIC, INFO_TOPIC])
-    answers: dict[str, dict[int, object]] = {"objects": {}, "overlay": {}, "masks": {}}
+    answers: dict[str, dict[int, object]] = {"objects": {}, "overlay": {}, "masks": {}, "structure": {}}
     peer.create_subscription(Object3DArray, "/sam_node/objects", lambda m: answers["objects"].__setitem__(stamp_ns(m), m), 10)
+    peer.create_subscription(Object3DArray, "/sam_node/structure",
+                             lambda m: answers["structure"].__setitem__(stamp_ns(m), m), 10)
     peer.create_subscription(MaskArray, "/sam_node/masks", lambda m: answers["masks"].__setitem__(stamp_ns(m), m), 10)
     peer.create_subscription(ImageMsg, "/sam_node/overlay", lambda m: answers["overlay"].__setitem__(stamp_ns(m), m),
                              qos_profile_sensor_data)
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             sent = time.monotonic()
             deadline = sent + args.timeout
             next_send = sent
-            while not (stamp in answers["objects"] and stamp in answers["overlay"]):
+            while not (stamp in answers["objects"] and stamp in answers["overlay"] and stamp in answers["structure"]):
                 if node_process.poll() is not None:
                     raise RuntimeError(f"sam_node exited ({node_process.returncode}); see {args.out / 'sam_node.log'}")
                 if time.monotonic() > deadline:
@@ -119,12 +121,16 @@ def main(argv: list[str] | None = None) -> int:
                     next_send = time.monotonic() + 5.0
                 executor.spin_once(timeout_sec=0.05)
             processing_s.append(time.monotonic() - sent)
-            objects = answers["objects"].pop(stamp)
+            objects, structure = answers["objects"].pop(stamp), answers["structure"].pop(stamp)
             Image.fromarray(image_to_array(answers["overlay"].pop(stamp))).save(args.out / f"overlay_{index:03d}.png")
             frame = {"frame": index, "stamp_ns": stamp, "objects": [
                 {"id": o.id, "valid": o.valid, "centroid": [o.centroid.x, o.centroid.y, o.centroid.z],
                  "obb_size": [o.obb_size.x, o.obb_size.y, o.obb_size.z], "depth_coverage": round(o.depth_coverage, 3),
-                 "score": round(o.score, 3)} for o in objects.objects]}
+                 "score": round(o.score, 3), "support_id": o.support_id, "support_class": o.support_class}
+                for o in objects.objects],
+                "structure": [{"id": o.id, "class": o.structure_class, "valid": o.valid,
+                               "plane": [o.plane_normal.x, o.plane_normal.y, o.plane_normal.z, o.plane_offset]}
+                              for o in structure.objects]}
             frames_json.append(frame)
             for o in objects.objects:
                 if o.valid:
@@ -149,8 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     truth_points = [t["center"][::2] for t in truth["frames"][-1]["objects"]] if truth else []
     top_down_plot(tracks, truth_points, args.out / "top_down.png")
     per_frame = np.mean([len([o for o in f["objects"] if o["valid"]]) for f in frames_json])
+    structure_per_frame = np.mean([len([o for o in f["structure"] if o["valid"]]) for f in frames_json])
+    classes = sorted({o["class"] for f in frames_json for o in f["structure"]})
     summary = (f"sam_ros demo: {len(frames_json)} frames, {1 / np.median(processing_s):.2f} FPS (CPU, step replay), "
-               f"{per_frame:.1f} 3D objects per frame, {len(tracks)} tracks")
+               f"{per_frame:.1f} 3D objects per frame in {len(tracks)} tracks, {structure_per_frame:.1f} structure "
+               f"entries per frame ({', '.join(classes) or 'none'})")
     if errors:
         # The true centre is inside the object; a camera sees its front surface, so ~radius is expected.
         summary += f", {np.mean(np.array(errors) < 0.25):.0%} of true objects have an object within 25 cm"

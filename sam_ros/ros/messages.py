@@ -1,9 +1,8 @@
 """Core results -> ROS messages (MaskArray, Object3DArray, PointCloud2, MarkerArray, DiagnosticArray)."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
+import torch
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
@@ -13,9 +12,11 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from sam_ros.msg import MaskArray, Object3D, Object3DArray, ObjectMask
 
-from ..fusion import Object3DEstimate
+from ..filters import masks_to_boxes
 from ..masks import rle_counts
 from ..pipeline import SegmentationResult
+from ..scene.boxes import rotation_quaternion
+from ..scene.fusion import Object3DEstimate
 from ..transforms import TransformBuffer
 from ..visualize import id_colours
 
@@ -29,30 +30,34 @@ def stamp_ns(msg) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
-def mask_array(header: Header, result: SegmentationResult, ids: list[int]) -> MaskArray:
-    height, width = result.masks.shape[1:]
+def mask_array(header: Header, result: SegmentationResult, ids: list[int], parents: list[int] | None = None,
+               masks: torch.Tensor | None = None) -> MaskArray:
+    """The frame's masks, or ``masks`` instead (the refined ones, same order); ``parents`` (mask index of each
+    mask's whole, -1 for wholes) fills ``parent_id``."""
+    masks = result.masks if masks is None else masks
+    height, width = masks.shape[1:]
     msg = MaskArray(header=header, height=int(height), width=int(width))
-    boxes = result.boxes.cpu().long().tolist()
-    areas = result.areas.cpu().tolist()
+    boxes = masks_to_boxes(masks).cpu().long().tolist()
+    areas = masks.flatten(1).sum(1).cpu().tolist()
     iou, stability = result.predicted_iou.cpu().tolist(), result.stability.cpu().tolist()
     points = result.points.cpu().tolist()
     crops = (result.crop_boxes.cpu().long().tolist() if result.crop_boxes is not None
-             else [[0, 0, int(width), int(height)]] * len(result))
-    for i, counts in enumerate(rle_counts(result.masks)):
+             else [[0, 0, int(width), int(height)]] * len(masks))
+    for i, counts in enumerate(rle_counts(masks)):
         x0, y0, x1, y1 = boxes[i]
         msg.masks.append(ObjectMask(
             id=int(ids[i]), bbox=RegionOfInterest(x_offset=x0, y_offset=y0, width=x1 - x0 + 1, height=y1 - y0 + 1),
             area=int(areas[i]), predicted_iou=float(iou[i]), stability_score=float(stability[i]),
             rle_counts=[int(c) for c in counts], prompt=Point(x=float(points[i][0]), y=float(points[i][1])),
+            parent_id=int(ids[parents[i]]) if parents is not None and parents[i] >= 0 else 0,
             crop_box=RegionOfInterest(x_offset=crops[i][0], y_offset=crops[i][1], width=crops[i][2] - crops[i][0],
                                       height=crops[i][3] - crops[i][1])))
     return msg
 
 
-def yaw_quaternion(up: np.ndarray, yaw: float) -> Quaternion:
-    """Rotation by ``yaw`` about the unit axis ``up``."""
-    s = math.sin(yaw / 2)
-    return Quaternion(x=float(up[0] * s), y=float(up[1] * s), z=float(up[2] * s), w=math.cos(yaw / 2))
+def rotation_to_quaternion(rotation: np.ndarray) -> Quaternion:
+    x, y, z, w = rotation_quaternion(rotation)
+    return Quaternion(x=x, y=y, z=z, w=w)
 
 
 def _point(v) -> Point:
@@ -64,17 +69,28 @@ def _vector(v) -> Vector3:
 
 
 def object_array(header: Header, estimates: list[Object3DEstimate], track_ids: list[int], mask_ids: list[int],
-                 scores: list[float], up: np.ndarray) -> Object3DArray:
+                 scores: list[float], select: list[bool] | None = None) -> Object3DArray:
+    """The entries of ``estimates`` where ``select`` (default: all); parent and support ids are track ids."""
     msg = Object3DArray(header=header)
-    for estimate, track_id, mask_id, score in zip(estimates, track_ids, mask_ids, scores):
+    for i, (estimate, track_id, mask_id, score) in enumerate(zip(estimates, track_ids, mask_ids, scores)):
+        if select is not None and not select[i]:
+            continue
         obj = Object3D(id=int(track_id), mask_id=int(mask_id), valid=estimate.valid,
                        invalid_reason=estimate.reason, point_count=int(estimate.point_count),
-                       depth_coverage=float(estimate.depth_coverage), score=float(score))
+                       depth_coverage=float(estimate.depth_coverage), score=float(min(max(score, 0.0), 1.0)),
+                       kind=Object3D.KIND_STRUCTURE if estimate.kind == "structure" else Object3D.KIND_OBJECT,
+                       structure_class=estimate.structure,
+                       parent_id=int(track_ids[estimate.parent]) if estimate.parent >= 0 else 0,
+                       support_id=int(track_ids[estimate.support]) if estimate.support >= 0 else 0,
+                       support_class=estimate.support_kind)
+        if estimate.kind == "structure":
+            obj.plane_normal, obj.plane_offset = _vector(estimate.plane[:3]), float(estimate.plane[3])
         if estimate.valid:
             obj.centroid = _point(estimate.centroid)
             obj.aabb_center = Pose(position=_point(estimate.aabb_center), orientation=Quaternion(w=1.0))
             obj.aabb_size = _vector(estimate.aabb_size)
-            obj.obb_pose = Pose(position=_point(estimate.obb_center), orientation=yaw_quaternion(up, estimate.obb_yaw))
+            obj.obb_pose = Pose(position=_point(estimate.obb_center),
+                                orientation=rotation_to_quaternion(estimate.obb_rotation))
             obj.obb_size = _vector(estimate.obb_size)
         msg.objects.append(obj)
     return msg
@@ -104,27 +120,70 @@ def labelled_cloud(header: Header, points: np.ndarray, labels: np.ndarray) -> Po
                        point_step=LABELLED_POINT.itemsize, row_step=cloud.nbytes, data=cloud.tobytes(), is_dense=True)
 
 
-def markers(header: Header, objects: Object3DArray, lifetime_s: float) -> MarkerArray:
-    """Oriented boxes, centroid spheres and id/score labels; stale ones vanish after ``lifetime_s``."""
+def markers(header: Header, objects: Object3DArray, lifetime_s: float,
+            structure: Object3DArray | None = None) -> MarkerArray:
+    """Oriented boxes, centroid spheres and id/score labels of objects; translucent slabs for structure;
+    a line from each object to what it rests on. Stale markers vanish after ``lifetime_s``."""
     out = MarkerArray(markers=[Marker(header=header, ns="sam_ros", action=Marker.DELETEALL)])
     lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+    common = dict(header=header, action=Marker.ADD, lifetime=lifetime)
     valid = [o for o in objects.objects if o.valid]
+    flat = [o for o in (structure.objects if structure is not None else []) if o.valid]
     colours = id_colours(np.array([o.id for o in valid])) / 255.0 if valid else []
+    for obj in flat:
+        out.markers.append(Marker(ns="sam_ros/structure", id=obj.id, type=Marker.CUBE, pose=obj.obb_pose,
+                                  scale=_at_least(obj.obb_size, 0.01),
+                                  color=ColorRGBA(r=0.6, g=0.6, b=0.7, a=0.2), **common))
+    by_id = {o.id: o for o in valid + flat}
     for obj, colour in zip(valid, colours):
         rgba = ColorRGBA(r=float(colour[0]), g=float(colour[1]), b=float(colour[2]), a=0.45)
-        common = dict(header=header, ns="sam_ros", action=Marker.ADD, lifetime=lifetime)
-        out.markers.append(Marker(id=3 * obj.id, type=Marker.CUBE, pose=obj.obb_pose, scale=obj.obb_size,
-                                  color=rgba, **common))
-        out.markers.append(Marker(id=3 * obj.id + 1, type=Marker.SPHERE,
+        out.markers.append(Marker(ns="sam_ros", id=3 * obj.id, type=Marker.CUBE, pose=obj.obb_pose,
+                                  scale=_at_least(obj.obb_size, 0.005), color=rgba, **common))
+        out.markers.append(Marker(ns="sam_ros", id=3 * obj.id + 1, type=Marker.SPHERE,
                                   pose=Pose(position=obj.centroid, orientation=Quaternion(w=1.0)),
                                   scale=Vector3(x=0.04, y=0.04, z=0.04),
                                   color=ColorRGBA(r=rgba.r, g=rgba.g, b=rgba.b, a=1.0), **common))
-        label = Pose(position=Point(x=obj.centroid.x, y=obj.centroid.y - obj.obb_size.y / 2 - 0.05,
-                                    z=obj.centroid.z), orientation=Quaternion(w=1.0))
-        out.markers.append(Marker(id=3 * obj.id + 2, type=Marker.TEXT_VIEW_FACING, pose=label,
+        up = _box_up(obj)
+        above = _vec(obj.obb_pose.position) + up * (obj.obb_size.z / 2 + 0.05)
+        out.markers.append(Marker(ns="sam_ros", id=3 * obj.id + 2, type=Marker.TEXT_VIEW_FACING,
+                                  pose=Pose(position=_point(above), orientation=Quaternion(w=1.0)),
                                   scale=Vector3(z=0.06), color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
                                   text=f"{obj.id} ({obj.score:.2f})", **common))
+        support = by_id.get(obj.support_id)
+        if support is not None:
+            out.markers.append(Marker(ns="sam_ros/support", id=obj.id, type=Marker.ARROW,
+                                      points=[obj.centroid, _support_point(obj, support, up)],
+                                      scale=Vector3(x=0.01, y=0.025, z=0.03),
+                                      color=ColorRGBA(r=1.0, g=0.9, b=0.2, a=0.9), **common))
     return out
+
+
+def _vec(p) -> np.ndarray:
+    return np.array([p.x, p.y, p.z])
+
+
+def _at_least(size: Vector3, minimum: float) -> Vector3:
+    """RViz draws nothing for a zero scale: a flat box gets a sliver of thickness."""
+    return Vector3(x=max(size.x, minimum), y=max(size.y, minimum), z=max(size.z, minimum))
+
+
+def _box_up(obj: Object3D) -> np.ndarray:
+    """The box's z axis (up) in the header frame, from its orientation."""
+    q = obj.obb_pose.orientation
+    x, y, z, w = q.x, q.y, q.z, q.w
+    return np.array([2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)])
+
+
+def _support_point(obj: Object3D, support: Object3D, up: np.ndarray) -> Point:
+    """Where the line from an object to its support ends: the plane below it, or the supporting box's top."""
+    centroid = _vec(obj.centroid)
+    if support.kind == Object3D.KIND_STRUCTURE:
+        normal = _vec(support.plane_normal)
+        along = normal @ up
+        if abs(along) > 1e-6:
+            return _point(centroid - (normal @ centroid - support.plane_offset) / along * up)
+    top = _vec(support.obb_pose.position) + _box_up(support) * support.obb_size.z / 2
+    return _point(top)
 
 
 def diagnostics(header: Header, name: str, level: bytes, message: str, values: dict) -> DiagnosticArray:

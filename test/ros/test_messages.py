@@ -20,7 +20,7 @@ MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 def sample_mask_array():
     mask = ObjectMask(id=3, bbox=RegionOfInterest(x_offset=4, y_offset=5, width=6, height=7), area=42,
                       predicted_iou=0.91, stability_score=0.97, rle_counts=[10, 5, 3, 2],
-                      prompt=Point(x=12.5, y=8.0),
+                      prompt=Point(x=12.5, y=8.0), parent_id=2,
                       crop_box=RegionOfInterest(x_offset=0, y_offset=160, width=320, height=320))
     return MaskArray(header=Header(frame_id="camera_color_optical_frame"), height=480, width=640, masks=[mask])
 
@@ -30,9 +30,12 @@ def sample_object_array():
                    aabb_center=Pose(position=Point(x=0.1, y=0.2, z=1.6), orientation=Quaternion(w=1.0)),
                    aabb_size=Vector3(x=0.3, y=0.4, z=0.2),
                    obb_pose=Pose(position=Point(x=0.1, y=0.2, z=1.6), orientation=Quaternion(y=0.38, w=0.92)),
-                   obb_size=Vector3(x=0.35, y=0.4, z=0.15), point_count=1234, depth_coverage=0.93, score=0.9)
+                   obb_size=Vector3(x=0.35, y=0.4, z=0.15), point_count=1234, depth_coverage=0.93, score=0.9,
+                   support_id=9, support_class="floor")
     bad = Object3D(id=8, mask_id=4, valid=False, invalid_reason="too little valid depth")
-    return Object3DArray(header=Header(frame_id="camera_color_optical_frame"), objects=[obj, bad])
+    floor = Object3D(id=9, mask_id=5, valid=True, kind=Object3D.KIND_STRUCTURE, structure_class="floor",
+                     plane_normal=Vector3(x=0.0, y=-0.93, z=-0.37), plane_offset=-1.07)
+    return Object3DArray(header=Header(frame_id="camera_color_optical_frame"), objects=[obj, bad, floor])
 
 
 CLOUD_POINTS = np.array([[0.1, -0.2, 1.5], [0.3, 0.25, 2.0], [-1.0, 0.0, 3.25]])
@@ -126,6 +129,42 @@ def test_publish_subscribe(ros, reliability):
     finally:
         spinner.stop()
         node.destroy_node()
+
+
+def quaternion_matrix(q):
+    x, y, z, w = q.x, q.y, q.z, q.w
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+@pytest.mark.parametrize("up", [np.array([0.0, 0.0, 1.0]), np.array([0.0, -0.94, -0.34]) / np.hypot(0.94, 0.34)])
+def test_published_box_corners_enclose_the_points_it_was_made_of(up):
+    """The box a consumer draws from obb_pose + obb_size (what RViz's CUBE does) holds the object's points,
+    in a z-up target frame and in a pitched camera's optical frame: size.x/y/z go with the pose's axes."""
+    from sam_ros.ros.messages import object_array
+    from sam_ros.scene.boxes import box_rotation
+    from sam_ros.scene.fusion import ObjectPoints, estimate_objects
+
+    rng = np.random.default_rng(0)
+    yaw = 0.7
+    truth = box_rotation(up, yaw)  # a 0.6 x 0.2 x 0.4 box's surface points, long side along the yaw
+    local = rng.uniform(-0.5, 0.5, (3000, 3)) * [0.6, 0.2, 0.4]
+    points = np.array([1.0, -0.3, 2.0]) + local @ truth.T
+    estimate = estimate_objects(ObjectPoints.from_numpy(np.zeros(len(points), np.int64), points, 1, np.ones(1)),
+                                up=up)[0]
+    msg = object_array(Header(frame_id="f"), [estimate], [5], [1], [1.3]).objects[0]
+    assert msg.score == pytest.approx(1.0)  # predicted IoU above 1 is clipped
+    rotation = quaternion_matrix(msg.obb_pose.orientation)
+    center = np.array([msg.obb_pose.position.x, msg.obb_pose.position.y, msg.obb_pose.position.z])
+    size = np.array([msg.obb_size.x, msg.obb_size.y, msg.obb_size.z])
+    assert np.allclose(rotation[:, 2], up, atol=1e-6) and size == pytest.approx([0.6, 0.2, 0.4], abs=0.02)
+    signs = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)])
+    corners = center + (signs * size / 2) @ rotation.T
+    true_corners = np.array([1.0, -0.3, 2.0]) + (signs * [0.3, 0.1, 0.2]) @ truth.T
+    # every corner lies on a true corner (up to the box's symmetry), within the points' spacing
+    distance = np.linalg.norm(corners[:, None] - true_corners[None], axis=2).min(1)
+    assert distance.max() < 0.03
 
 
 def test_mask_array_carries_each_masks_crop_box():

@@ -21,7 +21,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from rosutil import Spinner, decode_cloud, wait_for
 from sam_ros.camera import PinholeCamera
 from sam_ros.convert import fill_image
-from sam_ros.fusion import depth_to_metres, fuse_masks
+from sam_ros.scene.fusion import depth_to_metres, fuse_masks
 from sam_ros.model import BUNDLED_PARAMS
 from sam_ros.msg import MaskArray, Object3DArray
 from sam_ros.ros.node import SamNode, stamp_ns
@@ -57,10 +57,12 @@ class Camera:
         self.image = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
         self.depth = self.node.create_publisher(Image, "depth", qos_profile_sensor_data)
         self.info = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-        self.masks, self.objects, self.clouds, self.markers = {}, {}, {}, []
+        self.masks, self.objects, self.clouds, self.markers, self.structure = {}, {}, {}, [], {}
         self.node.create_subscription(MaskArray, "sam_node/masks", lambda m: self.masks.__setitem__(stamp_ns(m), m), 10)
         self.node.create_subscription(Object3DArray, "sam_node/objects",
                                       lambda m: self.objects.__setitem__(stamp_ns(m), m), 10)
+        self.node.create_subscription(Object3DArray, "sam_node/structure",
+                                      lambda m: self.structure.__setitem__(stamp_ns(m), m), 10)
         # sam_node publishes the clouds only to subscribers: this one exists before any frame is sent
         self.node.create_subscription(PointCloud2, "sam_node/object_points",
                                       lambda m: self.clouds.__setitem__(stamp_ns(m), m), qos_profile_sensor_data)
@@ -94,6 +96,7 @@ def bundled_model_parameters(**extra):
 @pytest.fixture(scope="module")
 def harness(ros):
     node = SamNode(parameter_overrides=bundled_model_parameters(grid_size=12))
+    assert node.autostart()
     camera = Camera()
     spinner = Spinner(node, camera.node)
     yield node, camera
@@ -119,12 +122,21 @@ def test_known_objects_come_back_in_3d(harness, scene, encoding):
     depth = to_16uc1_mm(noisy) if encoding == "16UC1" else noisy
     header = camera.next_header()
     stamp = header_ns(header)
-    assert wait_for(lambda: stamp in camera.objects, timeout=120,
+    assert wait_for(lambda: stamp in camera.objects and stamp in camera.structure, timeout=120,
                     action=camera.send(scene.rgb, depth, encoding, scene, header), action_every=10)
-    masks, objects = camera.masks[stamp], camera.objects[stamp]
+    masks, objects, structure = camera.masks[stamp], camera.objects[stamp], camera.structure[stamp]
     assert (masks.height, masks.width) == (480, 640) and masks.header.frame_id == FRAME
-    assert objects.header.frame_id == FRAME and len(objects.objects) == len(masks.masks)
+    assert objects.header.frame_id == FRAME and structure.header == objects.header
+    # every mask is exactly one of: an object, structure, or a part (in the MaskArray only, with its parent)
+    parts = {m.id for m in masks.masks if m.parent_id}
+    assert all(o.kind == o.KIND_OBJECT and o.parent_id == 0 for o in objects.objects)
+    assert all(o.kind == o.KIND_STRUCTURE and o.structure_class for o in structure.objects)
+    listed = [o.mask_id for o in objects.objects] + [o.mask_id for o in structure.objects]
+    assert sorted(listed + sorted(parts - {o.mask_id for o in structure.objects})) == [m.id for m in masks.masks]
+    assert any(o.structure_class == "floor" for o in structure.objects)
+    assert len(objects.objects) == len(visible_truth(scene))  # the three objects, once each, and not the floor
     valid = [o for o in objects.objects if o.valid]
+    assert all(o.support_class == "floor" for o in valid)
     for object_id, centre in visible_truth(scene).items():
         distances = [math.dist((o.centroid.x, o.centroid.y, o.centroid.z), centre) for o in valid]
         assert min(distances) < 0.05, f"object {object_id} at {centre} not found within 5 cm"
@@ -280,6 +292,7 @@ def test_objects_in_a_target_frame_through_tf(ros, scene):
     """target_frame=base_link: no transform yet -> masks only (counted); after /tf_static -> objects in base_link."""
     node = SamNode(namespace="tf_test",
                    parameter_overrides=bundled_model_parameters(grid_size=12, target_frame="base_link"))
+    assert node.autostart()
     camera = Camera(namespace="tf_test")
     static_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     broadcaster = camera.node.create_publisher(TFMessage, "/tf_static", static_qos)
@@ -318,6 +331,7 @@ def test_compressed_colour_from_image_transport(ros, scene):
     """image_transport=compressed: JPEG colour on image/compressed gives the same objects; a corrupt one is a counted drop."""
     node = SamNode(namespace="compressed_test",
                    parameter_overrides=bundled_model_parameters(grid_size=12, image_transport="compressed"))
+    assert node.autostart()
     camera = Camera(namespace="compressed_test")
     colour = camera.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
     spinner = Spinner(node, camera.node)

@@ -1,0 +1,179 @@
+"""Temporal prompts vs a full scan on every frame, on moving RGB-D sequences with exact ground truth.
+
+    python bench/temporal_bench.py                       # 3 sequences x 16 frames, the shipped small model
+    python bench/temporal_bench.py --sequences 5 --rescan-every 4 --aop
+
+Each sequence has objects moving across the floor, one that leaves the view and one that enters it
+mid-sequence (the renderer's rich sequences, or with ``--scenes classic`` ``moving_sequence``). Every frame goes through each configuration in turn (same frame,
+same moment, so machine load hits all alike): a full grid-16 scan, and temporal prompts over the
+grid (and over AoP with ``--aop``). Printed per configuration: per-frame recall@0.5 of the visible
+objects, prompts and decode time per frame (median), how many frames after the entering object is
+fully in view a mask finds it, and id switches of ground-truth objects. Then the bars.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sam_ros.camera import PinholeCamera  # noqa: E402
+from sam_ros.config import SamRosConfig  # noqa: E402
+from sam_ros.model import BUNDLED_PARAMS  # noqa: E402
+from sam_ros.pipeline import Segmenter  # noqa: E402
+from sam_ros.synthetic.noise import add_depth_noise, to_16uc1_mm  # noqa: E402
+from sam_ros.synthetic.render import Intrinsics, render  # noqa: E402
+from sam_ros.synthetic.scene import OBJECT_TEXTURES, sample_scene  # noqa: E402
+
+MIN_VISIBLE_PX = 400  # ground-truth objects smaller than this in a frame are not counted
+HALF_FOV = 0.52       # tan of half the default camera's horizontal field of view
+
+
+def rich_sequence(seed: int, frames: int):
+    """The renderer's rich sequences (``render_rich_sequence``): static objects, a mover that crosses the
+    view, one that leaves it and one that enters it, as (rgb, depth_mm, labels, ids, enterer) per frame."""
+    from sam_ros.synthetic.sequence import render_rich_sequence
+
+    sequence = render_rich_sequence(seed, frames)
+    roles = sequence[0].scene.spec.extra["movers"]
+    enterer = next(i for i, role in roles.items() if role == "enters")
+    ids = [o.id for o in sequence[0].scene.spec.objects]
+    return [(f.scene.rgb, f.depth_mm, f.scene.labels, ids, enterer) for f in sequence]
+
+
+def moving_sequence(seed: int, frames: int, fps: float = 5.0):
+    """The classic scenes, set in motion here: (rgb, depth_mm, labels, ids, enterer) per frame: movers, a
+    leaver (the object nearest a side walks out by mid-sequence) and an enterer (walks in from the other
+    side, fully in view after about a third)."""
+    rng = np.random.default_rng(seed)
+    spec = sample_scene(rng, n_objects=(3, 5), depth_range=(1.3, 2.6))
+    duration = frames / fps
+    velocities = {o.id: tuple(float(v) for v in rng.uniform(-0.1, 0.1, 2)) for o in spec.objects}
+    leaver = max(spec.objects, key=lambda o: abs(o.center[0]) / o.center[2])
+    side = np.sign(leaver.center[0]) or 1.0
+    exit_x = side * (HALF_FOV * leaver.center[2] + 0.35)
+    velocities[leaver.id] = ((exit_x - leaver.center[0]) / (0.5 * duration), 0.0)
+    z = float(rng.uniform(1.4, 2.2))
+    template = spec.objects[int(rng.integers(len(spec.objects)))]
+    start_x = -side * (HALF_FOV * z + 0.35)
+    enter_x = -side * (HALF_FOV * z - 0.45)  # fully in view from here on
+    enterer = replace(template, id=max(o.id for o in spec.objects) + 1, center=(start_x, template.center[1], z),
+                      texture=OBJECT_TEXTURES[(OBJECT_TEXTURES.index(template.texture) + 1) % len(OBJECT_TEXTURES)],
+                      tint=tuple(float(t) for t in rng.uniform(0.6, 1.2, 3)))
+    velocities[enterer.id] = ((enter_x - start_x) / (duration / 3), 0.0)
+    spec = replace(spec, objects=spec.objects + (enterer,))
+    out = []
+    for index in range(frames):
+        scene = render(spec.moved(velocities, dt=index / fps), Intrinsics.default())
+        out.append((scene.rgb, to_16uc1_mm(add_depth_noise(scene.depth, rng)), scene.labels,
+                    [o.id for o in spec.objects], enterer.id))
+    return out
+
+
+def best_matches(pred: np.ndarray, labels: np.ndarray, ids: list[int]) -> dict[int, tuple[int, float]]:
+    """For each visible ground-truth object: (index of its best predicted mask, IoU)."""
+    matches = {}
+    flat = pred.reshape(len(pred), -1)
+    areas = flat.sum(1)
+    for object_id in ids:
+        truth = (labels == object_id).ravel()
+        if truth.sum() < MIN_VISIBLE_PX:
+            continue
+        if len(pred) == 0:
+            matches[object_id] = (-1, 0.0)
+            continue
+        inter = flat[:, truth].sum(1)
+        iou = inter / (areas + truth.sum() - inter)
+        matches[object_id] = (int(iou.argmax()), float(iou.max()))
+    return matches
+
+
+def fully_in_view(labels: np.ndarray, object_id: int) -> bool:
+    mask = labels == object_id
+    return mask.sum() >= MIN_VISIBLE_PX and not (mask[0].any() or mask[-1].any() or mask[:, 0].any()
+                                                 or mask[:, -1].any())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sequences", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--rescan-every", type=int, default=SamRosConfig().rescan_every)
+    parser.add_argument("--checkpoint", default="bundled", help="'bundled' runs at its own thresholds (its params file)")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--aop", action="store_true", help="also temporal prompts over AoP")
+    parser.add_argument("--scenes", choices=("rich", "classic"), default="rich",
+                        help="the renderer's rich sequences, or classic scenes set in motion here")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    params = SamRosConfig.from_yaml(BUNDLED_PARAMS) if args.checkpoint == "bundled" else SamRosConfig()
+    base = params.replace(checkpoint=args.checkpoint, device="cpu", dtype=args.dtype, grid_size=16,
+                          rescan_every=args.rescan_every)
+    modes = {"grid 16, every frame": base, "temporal (grid 16)": base.replace(temporal_prompts=True)}
+    if args.aop:
+        modes["temporal (AoP)"] = base.replace(temporal_prompts=True, prompt_mode="aop")
+    stats = {name: {"recall": [], "decode": [], "prompts": [], "latency": [], "switches": 0, "objects": 0}
+             for name in modes}
+    camera = None
+    for seed in range(args.sequences):
+        sequence = (rich_sequence if args.scenes == "rich" else moving_sequence)(seed, args.frames)
+        segmenters = {name: Segmenter(config) for name, config in modes.items()}
+        assigned = {name: {} for name in modes}
+        found = {name: None for name in modes}
+        appear = next((i for i, f in enumerate(sequence) if fully_in_view(f[2], f[4])), None)
+        for index, (rgb, depth, labels, ids, enterer) in enumerate(sequence):
+            camera = camera or PinholeCamera(rgb.shape[1], rgb.shape[0], Intrinsics.default().K)
+            for name, segmenter in segmenters.items():
+                frame = segmenter.run(rgb, depth, camera)
+                result, s = frame.segmentation, stats[name]
+                matches = best_matches(result.masks.numpy(), labels, ids)
+                hits = {k: m for k, m in matches.items() if m[1] >= 0.5}
+                s["recall"].append(len(hits) / max(len(matches), 1))
+                s["decode"].append(result.timings_ms["decode_ms"])
+                s["prompts"].append(result.num_prompts)
+                for object_id, (mask_index, _) in hits.items():
+                    history = assigned[name].setdefault(object_id, [])
+                    history.append(frame.track_ids[mask_index])
+                if appear is not None and index >= appear and found[name] is None and enterer in hits:
+                    found[name] = index - appear
+        print(f"sequence {seed}: " + "; ".join(f"{name}: recall {100 * np.mean(stats[name]['recall'][-len(sequence):]):.0f}, "
+                                          f"enterer after {found[name]}" for name in modes), flush=True)
+        for name in modes:  # not found, and the sequence ended within rescan_every frames of its entry: no verdict
+            open_ended = appear is None or len(sequence) - appear < args.rescan_every
+            stats[name]["latency"].append("n/a" if found[name] is None and open_ended else found[name])
+            for history in assigned[name].values():
+                stats[name]["switches"] += sum(a != b for a, b in zip(history, history[1:]))
+                stats[name]["objects"] += 1
+    print(f"{args.sequences} {args.scenes} sequences x {args.frames} frames, 640x480, CPU {args.dtype}, {args.threads} threads, "
+          f"model {args.checkpoint}, rescan_every {args.rescan_every}; movers, a leaver and an enterer each")
+    print(f"{'configuration':<22} {'recall@0.5':>10} {'prompts/frame':>14} {'decode ms (median)':>19} "
+          f"{'vs grid 16':>10} {'enterer found after (frames)':>29} {'id switches':>12}")
+    reference = statistics.median(stats["grid 16, every frame"]["decode"])
+    for name, s in stats.items():
+        decode = statistics.median(s["decode"])
+        latency = ", ".join("never" if x is None else str(x) for x in s["latency"])
+        print(f"{name:<22} {100 * np.mean(s['recall']):>10.1f} {statistics.median(s['prompts']):>14.0f} "
+              f"{decode:>19.0f} {decode / reference:>9.2f}x {latency:>29} "
+              f"{s['switches']:>5} / {s['objects']:<5}")
+    full = stats["grid 16, every frame"]
+    for name, s in stats.items():
+        if name == "grid 16, every frame":
+            continue
+        gap = 100 * (np.mean(full["recall"]) - np.mean(s["recall"]))
+        ratio = statistics.median(s["decode"]) / reference
+        latency_ok = all(x == "n/a" or (x is not None and x <= args.rescan_every) for x in s["latency"])
+        print(f"bars, {name}: recall within 2 points of grid 16: {'yes' if gap <= 2 else 'NO'} ({gap:+.1f}); "
+              f"decode <= 0.3x: {'yes' if ratio <= 0.3 else 'NO'} ({ratio:.2f}x); enterer within rescan_every: "
+              f"{'yes' if latency_ok else 'NO'}; 0 id switches: {'yes' if s['switches'] == 0 else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

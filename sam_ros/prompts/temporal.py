@@ -1,0 +1,159 @@
+"""Temporal prompts: a video's objects are where they were, so prompt them there first.
+
+On a frame after the first, the first decoder batch is one point per live track (from the tracker:
+inside its last mask, moved by its image motion). The second batch covers only what those masks
+leave uncovered: the base strategy's points (grid, or AoP's predicted prompts and fill grid) outside
+them, skipping fixed points whose prompt yielded no mask when last decoded (an empty wall stays empty
+between scans). Every ``rescan_every`` frames, and on any frame without tracks, the base strategy runs
+in full; when the track prompts cover clearly less of the frame than the last frame's masks did
+(``coverage_drop``), every uncovered point is decoded at once. So a new object is found within
+``rescan_every`` frames at the latest, and a frame costs a few dozen prompts instead of a grid.
+
+Masks made by a track's prompt claim that track's id (``claims``); the tracker checks the claim. Tracks
+that share a prompt (one point made a whole and its part) share its decode and its claims.
+"""
+from __future__ import annotations
+
+import torch
+
+from .aop import AoPPrompts, sample_prompts
+from .base import EncodedImage, PromptStrategy
+from .grid import GridPrompts
+
+
+def candidate_points(strategy: PromptStrategy, encoded: EncodedImage) -> tuple[torch.Tensor, torch.Tensor]:
+    """The points a full scan of ``strategy`` would consider: fixed ones (the same every frame, whose
+    emptiness is remembered) and this frame's own (AoP's predicted prompts), frame pixels (x, y)."""
+    device = encoded.embedding.device
+    none = torch.zeros(0, 2, device=device)
+    if isinstance(strategy, GridPrompts):
+        return strategy.points(encoded), none
+    if isinstance(strategy, AoPPrompts):
+        predicted, _ = sample_prompts(strategy.confidence_map(encoded), encoded, strategy.smoothing,
+                                      strategy.conf_thresh, strategy.spacing)
+        fixed = GridPrompts(strategy.fill_grid).points(encoded) if strategy.fill_grid else none
+        return fixed, predicted.to(device)
+    return none, none
+
+
+def covered_at(covered: torch.Tensor, points: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
+    """Which frame-pixel ``points`` (N, 2) fall on a covered cell of the low-res map (s, s)."""
+    cells = encoded.to_input(points) * (covered.shape[-1] / encoded.image.shape[-1])
+    x = cells[:, 0].long().clamp(0, covered.shape[1] - 1)
+    y = cells[:, 1].long().clamp(0, covered.shape[0] - 1)
+    return covered[y, x]
+
+
+def same_points(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(len(a), len(b)) bool: which points of ``a`` are exactly points of ``b`` (prompts pass unchanged)."""
+    return (a[:, None, :] == b[None, :, :].to(a.device)).all(-1)
+
+
+class TemporalPrompts(PromptStrategy):
+    """Track prompts first, the base strategy only where they leave the frame uncovered."""
+
+    def __init__(self, base: PromptStrategy, rescan_every: int = 8, coverage_drop: float = 0.05,
+                 mask_threshold: float = 0.0) -> None:
+        self.base = base
+        self.rescan_every, self.coverage_drop, self.mask_threshold = rescan_every, coverage_drop, mask_threshold
+        self._next_tracks: tuple[torch.Tensor, list[int]] = (torch.zeros(0, 2), [])
+        self.track_points = torch.zeros(0, 2)    # the track prompts of the frame just decoded, each once
+        self.track_ids: list[list[int]] = []     # the tracks each of those prompts belongs to
+        self._since_scan: int | None = None      # frames since the last full scan (None: none yet)
+        self._coverage = 0.0                     # fraction of the frame the last frame's masks covered
+        self._productive: torch.Tensor | None = None  # per fixed point: it yielded a mask when last decoded
+        self.full_scan = True                    # whether the frame just decoded was a full scan
+
+    def set_tracks(self, points: torch.Tensor, ids: list[int]) -> None:
+        """The live tracks' prompts (N, 2 frame pixels) and ids, for the next frame only."""
+        self._next_tracks = (points, list(ids))
+
+    def claims(self, points: torch.Tensor) -> list[list[int]]:
+        """For each mask's prompt (N, 2): the ids of the tracks whose prompt it was (none: not a track's)."""
+        if not self.track_ids or len(points) == 0:
+            return [[] for _ in range(len(points))]
+        match = same_points(points, self.track_points)
+        found, index = match.any(1).tolist(), match.float().argmax(1).tolist()
+        return [self.track_ids[k] if hit else [] for hit, k in zip(found, index)]
+
+    def propose(self, encoded: EncodedImage, decode):
+        from ..decode import MaskBatch  # here: sam_ros.decode imports this package
+
+        points, ids = self._next_tracks
+        self._next_tracks = (torch.zeros(0, 2), [])
+        due = self._since_scan is None or self._since_scan + 1 >= self.rescan_every
+        if not ids or due:
+            return self._full_scan(encoded, decode)
+        self.full_scan, self._since_scan = False, self._since_scan + 1
+        device = encoded.embedding.device
+        unique, inverse = torch.unique(points, dim=0, return_inverse=True)
+        self.track_points = unique.to(device)
+        self.track_ids = [[] for _ in range(len(unique))]
+        for k, track_id in zip(inverse.tolist(), ids):
+            if track_id not in self.track_ids[k]:
+                self.track_ids[k].append(track_id)
+        first = decode(self.track_points)
+        covered = self._covered(first, encoded)
+        coverage = self._fraction(covered, encoded)
+        fixed, extra = candidate_points(self.base, encoded)
+        if self._productive is None or len(self._productive) != len(fixed):
+            self._productive = torch.ones(len(fixed), dtype=torch.bool, device=device)
+        fell = coverage < self._coverage - self.coverage_drop
+        need = ~covered_at(covered, fixed, encoded) & (self._productive | fell)
+        rest = torch.cat([fixed[need], extra[~covered_at(covered, extra, encoded)]])
+        batches = [first]
+        if len(rest):
+            second = decode(rest)
+            batches.append(second)
+            yielded = same_points(fixed[need], second.points).any(1)
+            self._productive[need] = yielded
+            covered |= self._covered(second, encoded)
+        self._coverage = self._fraction(covered, encoded)
+        return MaskBatch.cat(batches)
+
+    def _full_scan(self, encoded: EncodedImage, decode):
+        """The base strategy alone; remembers which fixed points yielded masks and how much was covered."""
+        fixed, _ = candidate_points(self.base, encoded)
+        decoded, yielded = [], []
+
+        def recording(points: torch.Tensor):
+            batch = decode(points)
+            decoded.append(points)
+            yielded.append(batch.points)
+            return batch
+
+        batch = self.base.propose(encoded, recording)
+        device = encoded.embedding.device
+        if decoded:
+            was_decoded = same_points(fixed, torch.cat(decoded)).any(1)
+            self._productive = ~was_decoded | same_points(fixed, torch.cat(yielded)).any(1)
+        self._coverage = self._fraction(self._covered(batch, encoded), encoded)
+        self.track_points, self.track_ids = torch.zeros(0, 2, device=device), []
+        self.full_scan, self._since_scan = True, 0
+        return batch
+
+    def _covered(self, batch, encoded: EncodedImage) -> torch.Tensor:
+        """(s, s) bool: cells of the low-res grid that some accepted mask of ``batch`` covers."""
+        s = 4 * encoded.embedding.shape[-1]
+        if len(batch) == 0:
+            return torch.zeros(s, s, dtype=torch.bool, device=encoded.embedding.device)
+        return (batch.logits > self.mask_threshold).any(0)
+
+    @staticmethod
+    def _fraction(covered: torch.Tensor, encoded: EncodedImage) -> float:
+        """Covered fraction of the low-res cells that show the frame (not the padding)."""
+        h_in, w_in = encoded.input_size
+        rows = -(-h_in * covered.shape[0] // encoded.image.shape[-2])
+        cols = -(-w_in * covered.shape[1] // encoded.image.shape[-1])
+        return float(covered[:rows, :cols].float().mean())
+
+
+def temporal_wrapped(strategy: PromptStrategy, previous: PromptStrategy | None, rescan_every: int,
+                     coverage_drop: float, mask_threshold: float) -> TemporalPrompts:
+    """``strategy`` behind temporal prompts; a ``previous`` temporal wrapper hands over its state only when
+    its base is of the same kind (so a threshold change does not force a full scan)."""
+    temporal = TemporalPrompts(strategy, rescan_every, coverage_drop, mask_threshold)
+    if isinstance(previous, TemporalPrompts) and type(previous.base) is type(strategy):
+        temporal._since_scan, temporal._coverage = previous._since_scan, previous._coverage
+        temporal._productive = previous._productive  # reset in ``propose`` if the fixed points changed
+    return temporal

@@ -1,0 +1,163 @@
+"""Temporal prompts: the strategy's logic against a decoder whose answer is known (the region a point
+lies in), then the whole pipeline on a rendered sequence with the shipped model against ground truth."""
+import numpy as np
+import pytest
+import torch
+
+from sam_ros.decode import MaskBatch
+from sam_ros.prompts import EncodedImage, GridPrompts
+from sam_ros.prompts.temporal import TemporalPrompts
+
+H, W, S = 48, 64, 64  # frame; model input 64: one low-res cell per frame pixel (4 * 16-cell embedding)
+
+
+def encoded_image() -> EncodedImage:
+    return EncodedImage(torch.zeros(1, 8, 16, 16), torch.zeros(1, 3, S, S), (H, W), (H, W))
+
+
+class RegionDecoder:
+    """Decodes a point into the mask of the labelled region under it; label 0 yields no mask."""
+
+    def __init__(self, labels: np.ndarray):
+        self.labels = torch.from_numpy(labels)
+        self.calls: list[torch.Tensor] = []
+
+    def __call__(self, points: torch.Tensor) -> MaskBatch:
+        self.calls.append(points.clone())
+        x, y = points[:, 0].long(), points[:, 1].long()
+        region = self.labels[y, x]
+        keep = region > 0
+        logits = torch.full((int(keep.sum()), S, S), -1.0)
+        logits[:, :H, :W] = torch.where(self.labels[None] == region[keep][:, None, None], 1.0, -1.0)
+        n = len(logits)
+        return MaskBatch(logits, torch.ones(n), torch.ones(n), points[keep].float())
+
+
+def scene(objects: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """Label image: a floor (label 1) on the lower half, objects (x0, y0, x1, y1) as labels 2, 3, ..."""
+    labels = np.zeros((H, W), np.int64)
+    labels[H // 2:] = 1
+    for k, (x0, y0, x1, y1) in enumerate(objects):
+        labels[y0:y1, x0:x1] = k + 2
+    return labels
+
+
+def test_first_frame_and_every_rescan_every_frames_are_full_scans():
+    strategy = TemporalPrompts(GridPrompts(8), rescan_every=3)
+    encoded, grid = encoded_image(), GridPrompts(8).points(encoded_image())
+    full = []
+    for frame in range(7):
+        strategy.set_tracks(torch.tensor([[10.0, 40.0]]), [1])
+        decoder = RegionDecoder(scene([(5, 5, 20, 20)]))
+        strategy.propose(encoded, decoder)
+        full.append(strategy.full_scan)
+        if strategy.full_scan:
+            assert len(decoder.calls) == 1 and torch.equal(decoder.calls[0], grid)
+    assert full == [True, False, False, True, False, False, True]
+
+
+def test_track_prompts_first_then_only_uncovered_points_that_yielded_masks():
+    objects = [(5, 5, 20, 20), (40, 4, 60, 20)]
+    labels = scene(objects)
+    encoded = encoded_image()
+    grid = GridPrompts(8).points(encoded)
+    strategy = TemporalPrompts(GridPrompts(8), rescan_every=10, coverage_drop=0.5)  # (coverage: next test)
+    strategy.propose(encoded, RegionDecoder(labels))  # full scan: empty grid points are remembered
+    tracks = torch.tensor([[12.0, 12.0], [30.0, 40.0]])  # on object 2 and on the floor
+    strategy.set_tracks(tracks, [7, 9])
+    decoder = RegionDecoder(labels)
+    batch = strategy.propose(encoded, decoder)
+    assert not strategy.full_scan and torch.equal(decoder.calls[0], tracks)  # (already in sorted order)
+    # Second batch: grid points neither covered by those masks nor empty at the scan = those on object 3.
+    x, y = grid[:, 0].long(), grid[:, 1].long()
+    expected = grid[torch.from_numpy(labels)[y, x] == 3]
+    assert len(decoder.calls) == 2 and torch.equal(decoder.calls[1], expected)
+    regions = {int(torch.from_numpy(labels)[int(p[1]), int(p[0])]) for p in batch.points}
+    assert regions == {1, 2, 3}
+    assert strategy.claims(batch.points) == [[7], [9]] + [[]] * (len(batch) - 2)
+
+
+def test_a_new_object_on_empty_ground_is_found_at_the_next_rescan():
+    encoded = encoded_image()
+    strategy = TemporalPrompts(GridPrompts(8), rescan_every=4, coverage_drop=0.5)
+    before, after = scene([(5, 5, 20, 20)]), scene([(5, 5, 20, 20), (40, 4, 60, 20)])
+    strategy.propose(encoded, RegionDecoder(before))
+    found = None
+    for frame in range(1, 8):
+        strategy.set_tracks(torch.tensor([[12.0, 12.0], [30.0, 40.0]]), [1, 2])
+        batch = strategy.propose(encoded, RegionDecoder(after))
+        labels = torch.from_numpy(after)
+        if found is None and any(labels[int(p[1]), int(p[0])] == 3 for p in batch.points):
+            found = frame
+    assert found == 4  # not before the rescan: nothing suggested it (its points were empty)
+
+
+def test_when_coverage_falls_every_uncovered_point_is_decoded():
+    encoded = encoded_image()
+    grid = GridPrompts(8).points(encoded)
+    strategy = TemporalPrompts(GridPrompts(8), rescan_every=10, coverage_drop=0.05)
+    strategy.propose(encoded, RegionDecoder(scene([(5, 5, 20, 20)])))
+    strategy.set_tracks(torch.tensor([[12.0, 12.0]]), [1])  # the floor's track was lost
+    decoder = RegionDecoder(scene([(5, 5, 20, 20)]))
+    strategy.propose(encoded, decoder)
+    covered = decoder(decoder.calls[0]).logits.gt(0).any(0)
+    decoder.calls.pop()
+    x, y = grid[:, 0].long(), grid[:, 1].long()
+    assert torch.equal(decoder.calls[1], grid[~covered[y, x]])
+
+
+def test_without_tracks_every_frame_is_a_full_scan():
+    strategy = TemporalPrompts(GridPrompts(4), rescan_every=5)
+    for _ in range(3):
+        strategy.propose(encoded_image(), RegionDecoder(scene([])))
+        assert strategy.full_scan and strategy.claims(torch.zeros(2, 2)) == [[], []]
+
+
+def test_tracks_sharing_a_prompt_decode_it_once_and_both_claim_its_masks():
+    strategy = TemporalPrompts(GridPrompts(4), rescan_every=5)
+    labels = scene([(5, 5, 20, 20)])
+    strategy.propose(encoded_image(), RegionDecoder(labels))
+    strategy.set_tracks(torch.tensor([[12.0, 12.0], [12.0, 12.0], [30.0, 40.0]]), [4, 5, 6])
+    decoder = RegionDecoder(labels)
+    batch = strategy.propose(encoded_image(), decoder)
+    assert torch.equal(decoder.calls[0], torch.tensor([[12.0, 12.0], [30.0, 40.0]]))
+    assert strategy.claims(batch.points)[:2] == [[4, 5], [6]]
+
+
+def test_pipeline_keeps_ids_and_finds_the_objects_with_fewer_prompts():
+    """The shipped model (at its own thresholds) on a small moving sequence: temporal prompts find the
+    objects a full scan finds (ground-truth IoU >= 0.5), each object keeps one id, and the frames after
+    the first decode a fraction of the grid."""
+    from sam_ros.camera import PinholeCamera
+    from sam_ros.config import SamRosConfig
+    from sam_ros.model import BUNDLED_PARAMS
+    from sam_ros.pipeline import Segmenter
+    from sam_ros.synthetic import Intrinsics
+    from sam_ros.synthetic.sequence import render_sequence
+
+    intrinsics = Intrinsics.default(320, 240)
+    sequence = render_sequence(1, 4, intrinsics=intrinsics)
+    camera = PinholeCamera(320, 240, intrinsics.K)
+    config = SamRosConfig.from_yaml(BUNDLED_PARAMS).replace(device="cpu", dtype="float32", rescan_every=4)
+    runs = {}
+    for temporal in (False, True):
+        segmenter = Segmenter(config.replace(temporal_prompts=temporal))
+        found, ids, prompts = [], {}, []
+        for frame in sequence:
+            out = segmenter.run(frame.scene.rgb, frame.depth_mm, camera)
+            masks = out.segmentation.masks.numpy()
+            truth, truth_ids = frame.scene.masks()
+            hits = 0
+            for mask, object_id in zip(truth, truth_ids):
+                inter = (masks & mask).reshape(len(masks), -1).sum(1)
+                iou = inter / ((masks | mask).reshape(len(masks), -1).sum(1) + 1e-9)
+                if len(masks) and iou.max() >= 0.5:
+                    hits += 1
+                    ids.setdefault(object_id, set()).add(out.track_ids[int(iou.argmax())])
+            found.append(hits)
+            prompts.append(out.segmentation.num_prompts)
+        runs[temporal] = found, ids, prompts
+    assert sum(runs[False][0]) >= 4, "the full scan should find objects here"
+    assert sum(runs[True][0]) >= sum(runs[False][0]) - 1
+    assert all(len(v) == 1 for v in runs[True][1].values())
+    assert max(runs[True][2][1:]) < runs[False][2][0] / 4

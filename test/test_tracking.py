@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import distance_transform_cdt
+
+from sam_ros.tracking import TRACK_MASK_SIDE, ObjectTracker, compact_masks, interior_points
+
+
+def rectangle(h, w, x0, y0, x1, y1):
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def iou(a, b):
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def test_compact_masks_are_small_host_tensors_whose_iou_matches_full_resolution():
+    rng = np.random.default_rng(0)
+    masks = []
+    for _ in range(12):
+        x0, y0 = rng.integers(0, 400), rng.integers(0, 300)
+        masks.append(rectangle(480, 640, x0, y0, x0 + rng.integers(40, 240), y0 + rng.integers(40, 180)))
+    masks = torch.stack(masks)
+    compact = compact_masks(masks)
+    assert compact.device.type == "cpu" and compact.dtype == torch.bool
+    assert max(compact.shape[1:]) == TRACK_MASK_SIDE and compact.shape[1:] == (96, 128)
+    for i in range(0, 12, 2):
+        full = iou(masks[i], masks[i + 1])
+        assert abs(iou(compact[i], compact[i + 1]) - full) < 0.05
+
+
+def test_a_mask_smaller_than_a_cell_keeps_one_cell():
+    tiny = rectangle(480, 640, 101, 201, 103, 203)[None]
+    compact = compact_masks(tiny)
+    assert compact.sum() == 1
+    y, x = torch.nonzero(compact[0])[0].tolist()
+    assert (x, y) == (101 * 128 // 640, 201 * 96 // 480)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_interior_point_is_the_deepest_cell(seed):
+    """Against scipy's chessboard distance transform (independent of the erosion loop)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((40, 50), bool)
+    for _ in range(3):  # a union of rectangles: concave shapes too
+        x0, y0 = rng.integers(0, 35), rng.integers(0, 25)
+        mask[y0:y0 + rng.integers(4, 15), x0:x0 + rng.integers(4, 15)] = True
+    x, y = interior_points(torch.from_numpy(mask)[None])[0].long().tolist()
+    depth = distance_transform_cdt(np.pad(mask, 1, constant_values=True), metric="chessboard")[1:-1, 1:-1]
+    assert mask[y, x] and depth[y, x] == depth[mask].max()
+
+
+def test_claims_keep_ids_within_the_gate_and_the_best_claimant_wins():
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.2, max_age=2)
+    a, b = rectangle(120, 160, 10, 10, 50, 50), rectangle(120, 160, 90, 60, 140, 110)
+    first = tracker.update(torch.stack([a, b]), [None, None])
+    # Two masks claim track first[0]: the one overlapping it more keeps the id, the other is matched normally.
+    part = rectangle(120, 160, 10, 10, 25, 25)
+    second = tracker.update(torch.stack([part, a, b]), [None, None, None], claims=[[first[0]], [first[0]], []])
+    assert second[1] == first[0] and second[2] == first[1] and second[0] not in first
+    # A claim outside the gate (no overlap, no depth) is refused: a new id, not the claimed one.
+    far = rectangle(120, 160, 60, 80, 80, 100)
+    third = tracker.update(torch.stack([far]), [None], claims=[[first[1]]])
+    assert third[0] not in first + second
+
+
+def test_claims_are_checked_in_3d_when_depth_is_valid():
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.2, max_age=2)
+    mask = rectangle(120, 160, 10, 10, 50, 50)
+    [track] = tracker.update(mask[None], [np.array([0.0, 0.0, 2.0])])
+    assert tracker.update(mask[None], [np.array([0.1, 0.0, 2.0])], claims=[[track]]) == [track]
+    assert tracker.update(mask[None], [np.array([1.5, 0.0, 2.0])], claims=[[track]]) != [track]
+
+
+def test_prompts_follow_the_motion_onto_the_object():
+    """A 30x30 square moving 12 px right per frame, found by a prompt near its corner: both prompts for
+    the next frame (its deepest cell, and the prompt that found it) lie inside it there."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.05, max_age=2)
+    position = lambda k: rectangle(240, 320, 40 + 12 * k, 100, 70 + 12 * k, 130)  # noqa: E731
+    for k in range(3):
+        tracker.update(position(k)[None], [None], prompts=torch.tensor([[44.0 + 12 * k, 104.0]]))
+    points, ids = tracker.prompts()
+    assert ids == [1, 1] and points.shape == (2, 2) and points.dtype == torch.float32
+    for x, y in points.long().tolist():
+        assert position(3)[y, x]
+    assert abs(points[0, 0].item() - (55 + 12 * 3)) <= 5  # the centre of the square in frame 3
+    assert torch.allclose(points[1], torch.tensor([44.0 + 12 * 3, 104.0]), atol=2.5)  # motion from 2.5 px cells
+
+
+def test_tracks_hold_no_frame_tensor():
+    tracker = ObjectTracker()
+    masks = torch.stack([rectangle(480, 640, 10, 10, 200, 200)])
+    tracker.update(masks, [None])
+    [track] = tracker.tracks
+    assert track.mask.device.type == "cpu" and track.mask.numel() < masks[0].numel() / 20
+    assert track.mask.untyped_storage().data_ptr() != masks.untyped_storage().data_ptr()
