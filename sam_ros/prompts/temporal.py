@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .aop import AoPPrompts, sample_prompts
 from ..datatypes import MaskBatch
+from .aop import AoPPrompts, sample_prompts
 from .base import EncodedImage, PromptStrategy
 from .grid import GridPrompts
 
