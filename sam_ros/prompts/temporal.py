@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from ..datatypes import EncodedImage
+from ..datatypes import EncodedImage, MaskBatch
 from .aop import AoPPrompts, sample_prompts
 from .base import PromptStrategy
 from .grid import GridPrompts
@@ -90,7 +90,6 @@ class TemporalPrompts(PromptStrategy):
         return [self.track_ids[k] if hit else [] for hit, k in zip(found, index)]
 
     def propose(self, encoded: EncodedImage, decode):
-        from ..decode import MaskBatch  # here: sam_ros.decode imports this package
 
         points, ids = self._next_tracks
         self._next_tracks = (torch.zeros(0, 2), [])
