@@ -30,8 +30,8 @@ def upscale_prompts_per_pass(embedding: torch.Tensor) -> int:
 
 
 def prompts_per_call(embedding: torch.Tensor, max_memory_mb: int, shared: bool = True) -> int:
-    """How many prompts one decoder call may take within ``max_memory_mb`` (at least one), the
-    allocator's headroom (``ALLOCATOR_HEADROOM``) included.
+    """How many prompts one decoder call may take within ``max_memory_mb`` (at least one), the allocator's
+    headroom (``ALLOCATOR_HEADROOM``) included.
 
     ``shared`` False: prompts of several views, each with its own copy of its view's embedding.
     """

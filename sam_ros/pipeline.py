@@ -108,8 +108,8 @@ class Segmenter:
         self.model = model.to(self.device, self.dtype).eval()
         self.config = config
         self._predictor: tuple[str, PromptPredictor] | None = None  # (file, predictor) of the last one loaded
-        self._staging = PinnedStaging()
         self._grids_file: tuple[str, list[torch.Tensor]] | None = None  # point_grids path and its grids
+        self._staging = PinnedStaging()
         self.strategy = self._strategy(config)
         self.tracker = ObjectTracker(config.track_max_distance, config.track_min_iou, config.track_max_age)
         self._rays: tuple[tuple, np.ndarray] | None = None
@@ -217,17 +217,20 @@ class Segmenter:
 
     @torch.inference_mode()
     def segment_encoded(self, encoded: EncodedImage | EncodedViews) -> SegmentationResult:
-        """The prompt side of ``segment`` for an image already encoded (timings from 'prompts' on)."""
+        """The prompt side of ``segment`` for an image already encoded (timings from 'prompts' on).
+
+        With several views (crops, scales) the strategy places prompts on the whole frame (view 0); the
+        grid points of the other views ride along in its first decoder call and their masks join after it.
+        """
         timer = StageTimer(self.device)
         result = self._segment_encoded(encoded, timer)
         result.timings_ms = self._timings(timer)
         return result
 
     def _segment_encoded(self, encoded: EncodedImage | EncodedViews, timer: StageTimer) -> SegmentationResult:
-        """With several views (crops, scales) the strategy places prompts on the whole frame (view 0); the
-        grid points of the other views ride along in its first decoder call and their masks join after it."""
-        config, prompts = self.config, []
+        config = self.config
         views = encoded if isinstance(encoded, EncodedViews) else EncodedViews.single(encoded)
+        prompts = []
         pending = [view_points(views, self._point_grids(config))]  # the other views' prompts, not yet decoded
         other_views: list[MaskBatch] = []
 
@@ -301,7 +304,10 @@ class Segmenter:
             objects = scene.objects if scene is not None else None
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
                          else [None] * len(result))
-            claims = temporal.claims(result.points) if temporal is not None else None
+            claims = None
+            if temporal is not None:
+                temporal.record_kept(result.points, result.masks)
+                claims = temporal.claims(result.points)
             track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
             if scene is not None:
                 self._continuous_boxes(scene, track_ids)

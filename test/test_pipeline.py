@@ -99,7 +99,7 @@ def test_run_expresses_objects_in_a_target_frame(model, scene):
     checked = 0
     for c, b in pairs:
         np.testing.assert_allclose(b.centroid, to_body[:3, :3] @ c.centroid + to_body[:3, 3], atol=1e-4)
-        np.testing.assert_allclose(b.aabb_size, c.aabb_size[[2, 0, 1]], rtol=1e-4, atol=1e-4)  # permuted, not resized (float32 points)
+        np.testing.assert_allclose(b.aabb_size, c.aabb_size[[2, 0, 1]], rtol=1e-4, atol=1e-4)  # axes permuted, not resized
         mine = points[index == in_body.index(b), 2]
         if mine.size:  # published objects: the box's height is measured along the body's z (up)
             assert b.obb_size[2] == pytest.approx(np.percentile(mine, 99) - np.percentile(mine, 1), abs=0.01)
@@ -116,3 +116,17 @@ def test_run_refuses_depth_that_does_not_fit(model, scene):
         segmenter.run(scene.rgb, scene.depth[:60], camera)
     with pytest.raises(ValueError, match="size mismatch"):
         segmenter.run(scene.rgb, scene.depth, PinholeCamera(320, 240, scene.intrinsics.K))
+
+
+def test_a_frame_without_masks_gives_an_empty_frame(model, scene):
+    """Nothing passes the filters: no crash anywhere downstream (scene analysis, tracking, temporal prompts)."""
+    from sam_ros.camera import PinholeCamera
+    from sam_ros.synthetic import to_16uc1_mm
+
+    camera = PinholeCamera(scene.rgb.shape[1], scene.rgb.shape[0], scene.intrinsics.K)
+    for temporal in (False, True):
+        segmenter = Segmenter(SamRosConfig(grid_size=2, **{**LOOSE, "pred_iou_thresh": 1.0},
+                                           temporal_prompts=temporal), model)
+        for _ in range(2):
+            out = segmenter.run(scene.rgb, to_16uc1_mm(scene.depth), camera)
+            assert len(out.segmentation) == 0 and out.track_ids == [] and out.objects == []

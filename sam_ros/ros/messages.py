@@ -42,7 +42,7 @@ def mask_array(header: Header, result: SegmentationResult, ids: list[int], paren
     iou, stability = result.predicted_iou.cpu().tolist(), result.stability.cpu().tolist()
     points = result.points.cpu().tolist()
     crops = (result.crop_boxes.cpu().long().tolist() if result.crop_boxes is not None
-             else [[0, 0, int(width), int(height)]] * len(masks))
+             else [[0, 0, int(width), int(height)]] * len(result))
     for i, counts in enumerate(rle_counts(masks)):
         x0, y0, x1, y1 = boxes[i]
         msg.masks.append(ObjectMask(

@@ -167,6 +167,35 @@ def test_published_box_corners_enclose_the_points_it_was_made_of(up):
     assert distance.max() < 0.03
 
 
+def test_markers_draw_structure_boxes_and_an_arrow_to_each_support():
+    from visualization_msgs.msg import Marker
+
+    from sam_ros.ros.messages import markers
+
+    header = Header(frame_id="base_link")
+    level = Quaternion(w=1.0)
+    box = Object3D(id=7, valid=True, centroid=Point(x=1.0, y=0.0, z=0.5),
+                   obb_pose=Pose(position=Point(x=1.0, y=0.0, z=0.5), orientation=level),
+                   obb_size=Vector3(x=0.4, y=0.3, z=0.2), support_id=9, support_class="floor")
+    cup = Object3D(id=8, valid=True, centroid=Point(x=1.0, y=0.0, z=0.7),
+                   obb_pose=Pose(position=Point(x=1.0, y=0.0, z=0.7), orientation=level),
+                   obb_size=Vector3(x=0.1, y=0.1, z=0.1), support_id=7, support_class="object")
+    floor = Object3D(id=9, valid=True, kind=Object3D.KIND_STRUCTURE, structure_class="floor",
+                     obb_pose=Pose(position=Point(x=2.0, y=0.0, z=0.0), orientation=level),
+                     obb_size=Vector3(x=4.0, y=3.0, z=0.0), plane_normal=Vector3(z=1.0), plane_offset=0.4)
+    out = markers(header, Object3DArray(header=header, objects=[box, cup]), 1.0,
+                  Object3DArray(header=header, objects=[floor]))
+    slabs = [m for m in out.markers if m.ns == "sam_ros/structure"]
+    assert len(slabs) == 1 and slabs[0].type == Marker.CUBE and slabs[0].color.a < 0.5 and slabs[0].scale.z > 0
+    arrows = {m.id: m for m in out.markers if m.ns == "sam_ros/support"}
+    assert set(arrows) == {7, 8}
+    start, end = arrows[7].points
+    assert (start.x, start.y, start.z) == (1.0, 0.0, 0.5) and end.z == pytest.approx(0.4)  # down to the floor plane
+    end = arrows[8].points[1]
+    assert end.z == pytest.approx(0.5 + 0.1)  # to the top of the box it stands on
+    assert sum(m.type == Marker.CUBE and m.ns == "sam_ros" for m in out.markers) == 2
+
+
 def test_mask_array_carries_each_masks_crop_box():
     import torch
 
