@@ -306,6 +306,12 @@ def test_all_nan_depth_and_depth_with_no_plane(stacked):
     assert_clean(scene)
 
 
+def test_no_masks_at_all(stacked):
+    scene = analyse_scene(np.zeros((0, *stacked.depth.shape), bool), noisy_depth(stacked), camera_of(stacked),
+                          np.zeros((0, 2)), CONFIG)
+    assert scene.objects == [] and scene.masks.shape == (0, *stacked.depth.shape) and scene.planes
+
+
 def test_a_mask_with_no_valid_depth(stacked):
     masks, ids = with_structure(stacked)
     depth = noisy_depth(stacked)

@@ -115,17 +115,17 @@ def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.nd
     Large structure masks (the floor and walls are most of the image) use every other grid point in
     each direction: their boxes need no more, and the per-point cost of the frame halves.
     """
-    n = masks.shape[0]
+    n, cells = masks.shape[0], z.size
     finite = np.isfinite(z)
-    coverage = np.count_nonzero((masks & finite).reshape(n, z.size), 1) / np.maximum(np.count_nonzero(
-        masks.reshape(n, z.size), 1), 1)
+    coverage = np.count_nonzero((masks & finite).reshape(n, cells), 1) / np.maximum(np.count_nonzero(
+        masks.reshape(n, cells), 1), 1)
     full = keep & finite
     sparse = np.zeros(z.shape, bool)
     sparse[::2, ::2] = True
-    large = structure & (np.count_nonzero(full.reshape(n, -1), 1) >= 8 * min_points)
+    large = structure & (np.count_nonzero(full.reshape(n, cells), 1) >= 8 * min_points)
     full[large] &= sparse
     selected = erode(full, erosion_px // stride) if erosion_px >= stride else full  # pixels -> grid steps
-    too_few = np.count_nonzero(selected.reshape(n, z.size), 1) < min_points
+    too_few = np.count_nonzero(selected.reshape(n, cells), 1) < min_points
     selected[too_few] = full[too_few]  # small objects keep their edge pixels
     index, ys, xs = np.nonzero(selected)
     inlier = mad_inliers(index, z[ys, xs], n, MAD_GATE, MIN_GATE_M)
