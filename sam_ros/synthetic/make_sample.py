@@ -16,16 +16,23 @@ from .sequence import render_rich_sequence, render_sequence, write_rosbag2
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample_sequence"
 SAMPLE_SEED, SAMPLE_FRAMES = 0, 12
-RICH_SEED = 3
+RICH_SEED = 14  # chosen for a clear first look: a table with objects on it, shadows, three movers
 
 
 def ground_truth(frames) -> dict:
-    """Per-frame true object centres, sizes and supports (camera optical frame) for checking the demo's output."""
+    """Per-frame true object centres, sizes and supports (camera optical frame) for checking the demo's output.
+
+    Rich sequences also say each object's role: static, or the mover's (crosses, leaves, enters).
+    """
     movers = frames[0].scene.spec.extra.get("movers", {}) if frames else {}
+
+    def roles(obj) -> dict:
+        return {"role": movers.get(obj.id, "static")} if movers else {}
+
     return {"frames": [{"stamp_ns": f.stamp_ns, "objects": [
         {"id": o.id, "shape": o.shape, "center": [round(float(c), 4) for c in o.center],
          "size": [round(float(s), 4) for s in o.size], "visible_pixels": int((f.scene.labels == o.id).sum()),
-         "support": o.support, "role": movers.get(o.id, "static")}
+         "support": o.support, **roles(o)}
         for o in f.scene.objects]} for f in frames]}
 
 
@@ -35,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=SAMPLE_DIR, help="recording directory (replaced)")
     args = parser.parse_args(argv)
     if args.style == "rich":
-        frames = render_rich_sequence(RICH_SEED, SAMPLE_FRAMES)
+        # no camera noise: it would double the recording's size (noise does not compress)
+        frames = render_rich_sequence(RICH_SEED, SAMPLE_FRAMES, camera_effects=False)
     else:
         frames = render_sequence(SAMPLE_SEED, SAMPLE_FRAMES)
     shutil.rmtree(args.out, ignore_errors=True)

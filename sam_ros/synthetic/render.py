@@ -93,7 +93,7 @@ class RenderedScene:
     instances: np.ndarray | None = None  # (H, W) int32: object ids and structure ids (>= FLOOR_ID) alike
     structures: list[StructureTruth] = field(default_factory=list)
     shadowed: np.ndarray | None = None   # (H, W) bool: the light is blocked (only with spec.shadows)
-    camera_rotation: np.ndarray | None = None  # (3, 3) camera optical frame -> level frame
+    camera_rotation: np.ndarray | None = None  # (3, 3) camera optical frame -> the scene's level frame
 
     def masks(self) -> tuple[np.ndarray, list[int]]:
         """(N, H, W) bool instance masks of the objects that are visible, and their ids."""
@@ -114,15 +114,34 @@ def roll_rotation(roll: float) -> np.ndarray:
 
 
 def camera_rotation(spec: SceneSpec) -> np.ndarray:
-    """Camera optical frame -> level frame: rolled about the optical axis, then pitched down."""
-    if spec.camera_roll == 0.0:
-        return pitch_rotation(spec.camera_pitch)
-    return pitch_rotation(spec.camera_pitch) @ roll_rotation(spec.camera_roll)
+    """Camera optical frame -> the scene's level frame: rolled about the optical axis, pitched down,
+    then turned by the camera's yaw (about the vertical)."""
+    rotation = pitch_rotation(spec.camera_pitch)
+    if spec.camera_roll != 0.0:
+        rotation = rotation @ roll_rotation(spec.camera_roll)
+    if spec.camera_yaw != 0.0:
+        rotation = yaw_rotation(spec.camera_yaw) @ rotation
+    return rotation
+
+
+def camera_origin(spec: SceneSpec) -> np.ndarray:
+    """The camera's position in the scene's level frame (it stays at height 0; the floor is at camera_height)."""
+    return np.array([spec.camera_position[0], 0.0, spec.camera_position[1]])
 
 
 @lru_cache(maxsize=None)
 def load_texture(name: str) -> np.ndarray:
     return np.asarray(Image.open(TEXTURE_DIR / f"{name}.jpg").convert("RGB"), dtype=np.float32) / 255.0
+
+
+@lru_cache(maxsize=None)
+def texture_levels(name: str) -> tuple[np.ndarray, ...]:
+    """The texture and its 2x2-averaged halvings down to 4 texels (a mip-map)."""
+    levels = [load_texture(name)]
+    while levels[-1].shape[0] >= 8:
+        t = levels[-1]
+        levels.append((t[0::2, 0::2] + t[1::2, 0::2] + t[0::2, 1::2] + t[1::2, 1::2]) / 4)
+    return tuple(levels)
 
 
 def scene_solids(spec: SceneSpec) -> list[tuple[int, str, Solid, Material]]:
@@ -143,6 +162,7 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
     rays_cam = np.stack([(u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy,
                          np.ones_like(u)], axis=-1).reshape(-1, 3)
     to_level = camera_rotation(spec)
+    origin = camera_origin(spec)
     rays = rays_cam @ to_level.T  # level frame; the ray parameter stays the camera depth
 
     n_rays = len(rays)
@@ -155,8 +175,9 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
     materials: list[Material] = []
 
     def take(rows, t, n, coords, instance_id, kind, material):
-        closer = t < best_t[rows]
-        rows = rows[closer]
+        """Keep the hits of ``rows`` (indices; None: every ray) nearer than what is there."""
+        closer = t < (best_t if rows is None else best_t[rows])
+        rows = closer if rows is None else rows[closer]
         best_t[rows] = t[closer]
         instance[rows] = instance_id
         surface[rows] = SURFACE_CODES[kind]
@@ -165,22 +186,21 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
         colour_source[rows] = len(materials)
         materials.append(material)
 
-    every = np.arange(n_rays)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(rays[:, 1] > 1e-9, spec.camera_height / rays[:, 1], np.inf)
-        p = rays * t[:, None]
-        take(every, t, np.array([0.0, -1.0, 0.0]), p[:, [0, 2]], FLOOR_ID, "floor", spec.floor())
+        p = origin + rays * t[:, None]
+        take(None, t, np.array([0.0, -1.0, 0.0]), p[:, [0, 2]], FLOOR_ID, "floor", spec.floor())
         for wall in spec.wall_list():
             outward = wall.outward
             along = rays @ outward
-            t = np.where(along > 1e-9, wall.distance / along, np.inf)
-            p = rays * t[:, None]
+            t = np.where(along > 1e-9, (wall.distance - origin @ outward) / along, np.inf)
+            p = origin + rays * t[:, None]
             tangent = np.array([np.cos(wall.angle), 0.0, -np.sin(wall.angle)])
             coords = p[:, [0, 1]] if wall.angle == 0.0 else np.stack([p @ tangent, p[:, 1]], axis=1)
-            take(every, t, -outward, coords, wall.id, "wall", wall.material)
+            take(None, t, -outward, coords, wall.id, "wall", wall.material)
     solids = scene_solids(spec)
     for solid_id, kind, solid, material in solids:
-        rows, t, n, coords = intersect(solid, np.zeros(3), rays, _pixels_near(solid, to_level, intrinsics))
+        rows, t, n, coords = intersect(solid, origin, rays, _pixels_near(solid, to_level, origin, intrinsics))
         take(rows, t, n, coords, solid_id, kind, material)
 
     light = np.asarray(spec.light, dtype=np.float64)
@@ -188,14 +208,19 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
     lambert = np.clip(normal @ light, 0, 1)
     shadowed = np.zeros(n_rays, bool)
     if spec.shadows:
-        shadowed = _shadowed(rays * best_t[:, None] + normal * SHADOW_BIAS, light, lambert > 0, solids)
+        shadowed = _shadowed(origin + rays * best_t[:, None] + normal * SHADOW_BIAS, light, lambert > 0, solids)
         lambert = np.where(shadowed, 0.0, lambert)
     shade = spec.ambient + (1 - spec.ambient) * lambert
     rgb = np.zeros((n_rays, 3))
+    footprint = None
+    if spec.bilinear:  # metres of surface per pixel: the ray's length over f, stretched where the surface slants
+        length = np.linalg.norm(rays, axis=1)
+        slant = np.abs(np.einsum("ij,ij->i", normal, rays)) / length
+        footprint = best_t * length / intrinsics.fx / np.sqrt(np.maximum(slant, 0.05))
     for index, material in enumerate(materials):
         hit = colour_source == index
         if hit.any():
-            rgb[hit] = _colour(material, uv[hit], spec.bilinear)
+            rgb[hit] = _colour(material, uv[hit], None if footprint is None else footprint[hit])
     if spec.light_colour != (1.0, 1.0, 1.0):
         rgb = rgb * np.asarray(spec.light_colour)
     rgb = np.clip(rgb * shade[:, None] * 255.0, 0, 255).astype(np.uint8).reshape(h, w, 3)
@@ -208,27 +233,30 @@ def render(spec: SceneSpec, intrinsics: Intrinsics | None = None) -> RenderedSce
 
 
 def object_truths(spec: SceneSpec, to_level: np.ndarray) -> list[ObjectTruth]:
-    to_camera = to_level.T
-    return [ObjectTruth(o.id, o.shape, to_camera @ np.asarray(o.center), np.asarray(o.size, dtype=np.float64),
-                        o.yaw, to_camera @ yaw_rotation(o.yaw), o.support, o.top_ratio) for o in spec.objects]
+    """Objects in the camera optical frame; yaw is relative to the camera's heading."""
+    to_camera, origin = to_level.T, camera_origin(spec)
+    return [ObjectTruth(o.id, o.shape, to_camera @ (np.asarray(o.center) - origin), np.asarray(o.size, dtype=np.float64),
+                        o.yaw - spec.camera_yaw, to_camera @ yaw_rotation(o.yaw), o.support, o.top_ratio)
+            for o in spec.objects]
 
 
 def structure_truths(spec: SceneSpec, to_level: np.ndarray) -> list[StructureTruth]:
-    to_camera = to_level.T
+    to_camera, origin = to_level.T, camera_origin(spec)
     up = np.array([0.0, -1.0, 0.0])
     truths = [StructureTruth(FLOOR_ID, "floor", to_camera @ up, float(spec.camera_height))]
-    truths += [StructureTruth(wall.id, "wall", to_camera @ -wall.outward, float(wall.distance)) for wall in spec.wall_list()]
+    truths += [StructureTruth(wall.id, "wall", to_camera @ -wall.outward, float(wall.distance - origin @ wall.outward))
+               for wall in spec.wall_list()]
     for table in spec.tables:
         rotation = to_camera @ yaw_rotation(table.yaw)
         for part_id, kind, center, size in table.parts(spec.camera_height):
             plane = (to_camera @ up, float(table.top_y(spec.camera_height))) if kind == "table_top" else (None, None)
             truths.append(StructureTruth(part_id, kind, *plane, parent=None if kind == "table_top" else table.id,
-                                         center=to_camera @ np.asarray(center), size=np.asarray(size, dtype=np.float64),
+                                         center=to_camera @ (np.asarray(center) - origin), size=np.asarray(size, dtype=np.float64),
                                          rotation=rotation))
     return truths
 
 
-def _pixels_near(solid: Solid, to_level: np.ndarray, intrinsics: Intrinsics) -> np.ndarray | None:
+def _pixels_near(solid: Solid, to_level: np.ndarray, origin: np.ndarray, intrinsics: Intrinsics) -> np.ndarray | None:
     """Row indices of the pixels inside the image rectangle that bounds the solid's bounding sphere.
 
     The cube around the sphere is projected corner by corner; when part of it is behind the camera
@@ -236,7 +264,7 @@ def _pixels_near(solid: Solid, to_level: np.ndarray, intrinsics: Intrinsics) -> 
     """
     radius = solid.bounding_radius * 1.01
     corners = np.asarray(solid.center) + radius * np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
-    cam = corners @ to_level  # level -> camera: R^T p for each row
+    cam = (corners - origin) @ to_level  # level -> camera: R^T (p - o) for each row
     if (cam[:, 2] <= 1e-3).any():
         return None
     u = intrinsics.fx * cam[:, 0] / cam[:, 2] + intrinsics.cx
@@ -275,23 +303,41 @@ def _shadowed(points: np.ndarray, light: np.ndarray, facing: np.ndarray, solids)
     return blocked
 
 
-def _colour(material: Material, coords: np.ndarray, bilinear: bool) -> np.ndarray:
-    """RGB in 0..1 of a material at surface coordinates (metres)."""
+def _colour(material: Material, coords: np.ndarray, footprint: np.ndarray | None) -> np.ndarray:
+    """RGB in 0..1 of a material at surface coordinates (metres).
+
+    Without ``footprint`` the nearest texel (the first renderer's look); with it (metres of surface
+    per pixel), bilinear lookup in the mip level whose texels are about a pixel wide, so distant
+    textures average out as a camera's pixels do instead of aliasing.
+    """
     tint = np.asarray(material.tint, dtype=np.float64)
     if not material.texture:
         return np.broadcast_to(tint, (len(coords), 3))
-    texture = load_texture(material.texture)
-    size = texture.shape[0]
     c, s = np.cos(material.rotation), np.sin(material.rotation)
     scale = TEXELS_PER_METRE * material.scale
-    tu = (coords[:, 0] * c - coords[:, 1] * s) * scale + material.offset[0] * size
-    tv = (coords[:, 0] * s + coords[:, 1] * c) * scale + material.offset[1] * size
-    if not bilinear:
+    tu = (coords[:, 0] * c - coords[:, 1] * s) * scale
+    tv = (coords[:, 0] * s + coords[:, 1] * c) * scale
+    if footprint is None:
+        texture = load_texture(material.texture)
+        size = texture.shape[0]
+        tu, tv = tu + material.offset[0] * size, tv + material.offset[1] * size
         return texture[np.floor(tv).astype(np.int64) % size, np.floor(tu).astype(np.int64) % size] * tint
+    levels = texture_levels(material.texture)
+    level = np.clip(np.floor(np.log2(np.maximum(footprint * scale, 1.0))), 0, len(levels) - 1).astype(np.int64)
+    out = np.empty((len(coords), 3))
+    for index in np.unique(level):
+        rows = level == index
+        out[rows] = _bilinear(levels[index], tu[rows] / 2 ** index, tv[rows] / 2 ** index, material.offset)
+    return out * tint
+
+
+def _bilinear(texture: np.ndarray, tu: np.ndarray, tv: np.ndarray, offset) -> np.ndarray:
+    size = texture.shape[0]
+    tu, tv = tu + offset[0] * size - 0.5, tv + offset[1] * size - 0.5
     u0, v0 = np.floor(tu), np.floor(tv)
     fu, fv = (tu - u0)[:, None], (tv - v0)[:, None]
     u0, v0 = u0.astype(np.int64) % size, v0.astype(np.int64) % size
     u1, v1 = (u0 + 1) % size, (v0 + 1) % size
     top = texture[v0, u0] * (1 - fu) + texture[v0, u1] * fu
     bottom = texture[v1, u0] * (1 - fu) + texture[v1, u1] * fu
-    return (top * (1 - fv) + bottom * fv) * tint
+    return top * (1 - fv) + bottom * fv

@@ -15,8 +15,11 @@ Photometric effects (blur, noise, JPEG, exposure) are separate: see ``photometri
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from .geometry import Solid, intersect
 from .render import Intrinsics, camera_rotation
 from .scene import FLOOR_ID, Material, SceneObject, SceneSpec, Table, Wall
 
@@ -40,7 +43,8 @@ def sample_rich_scene(rng: np.random.Generator, n_objects: tuple[int, int] = (3,
                       camera_roll_deg: tuple[float, float] = (-10.0, 10.0), plain_prob: float = 0.3,
                       small_area_px: tuple[float, float] = (100.0, 1000.0), intrinsics: Intrinsics | None = None,
                       max_distance: float = 6.0, shadows: bool = True) -> SceneSpec:
-    """A random room scene; ``n_objects`` regular objects plus ``n_small`` small ones (ranges, inclusive).
+    """A random room scene; ``n_objects`` regular objects plus ``n_small`` small ones (ranges, inclusive;
+    the small ones' ids are in ``spec.extra["small"]``, and each was placed where the camera sees it).
 
     ``table_prob`` and ``stack_prob`` are the chances that an object is put on a table (when there
     is one) or on a flat-topped object instead of the floor; ``touch_prob`` that it is pushed
@@ -58,14 +62,16 @@ def sample_rich_scene(rng: np.random.Generator, n_objects: tuple[int, int] = (3,
         if table is not None:
             tables.append(table)
     sizes = ["regular"] * int(rng.integers(n_objects[0], n_objects[1] + 1))
-    sizes += ["small"] * int(rng.integers(n_small[0], n_small[1] + 1))
-    rng.shuffle(sizes)
+    sizes += ["small"] * int(rng.integers(n_small[0], n_small[1] + 1))  # last, so nothing hides them later
     objects: list[SceneObject] = []
+    small_ids = []
     for kind in sizes:
         obj = placer.object(len(objects) + 1, kind, objects, tables, stack_prob, touch_prob, table_prob,
                             small_area_px)
         if obj is not None:
             objects.append(obj)
+            if kind == "small":
+                small_ids.append(obj.id)
     light_elevation = rng.uniform(np.radians(25), np.radians(80))
     light_azimuth = rng.uniform(-np.pi, np.pi)
     light = (float(np.cos(light_elevation) * np.sin(light_azimuth)), float(-np.sin(light_elevation)),
@@ -77,7 +83,7 @@ def sample_rich_scene(rng: np.random.Generator, n_objects: tuple[int, int] = (3,
         wall_distance=walls[0].distance, floor_texture=floor.texture, wall_texture=walls[0].material.texture,
         light=light, camera_roll=base.camera_roll, walls=walls, tables=tuple(tables), floor_material=floor,
         shadows=shadows, ambient=float(rng.uniform(0.2, 0.55)),
-        light_colour=(float(1 + warmth), 1.0, float(1 - warmth)), bilinear=True)
+        light_colour=(float(1 + warmth), 1.0, float(1 - warmth)), bilinear=True, extra={"small": tuple(small_ids)})
 
 
 def sample_material(rng: np.random.Generator, plain_prob: float, scale: tuple[float, float] = (0.35, 2.5)) -> Material:
@@ -166,9 +172,8 @@ class _Placer:
             if not self.inside_room(poly) or any(polygons_overlap(poly, other) for other in self.floor_taken):
                 continue
             self.floor_taken.append(poly)
-            plain = self.plain_prob
             return Table(table_id, (float(point[0]), float(point[1])), size, float(self.rng.uniform(0.4, 0.8)), yaw,
-                         sample_material(self.rng, plain), sample_material(self.rng, plain),
+                         sample_material(self.rng, self.plain_prob), sample_material(self.rng, self.plain_prob),
                          thickness=float(self.rng.uniform(0.02, 0.05)), leg_width=float(self.rng.uniform(0.03, 0.06)))
         return None
 
@@ -188,12 +193,30 @@ class _Placer:
                 continue
             if self.rng.random() < touch_prob:
                 placed = self._pushed_to_neighbour(placed, objects) or placed
+            if kind == "small" and not self._in_sight(placed, objects, tables):
+                continue
             if self._free(placed):
                 self.taken.setdefault(placed.support, []).append(self._poly(placed))
                 if placed.support == FLOOR_ID:
                     self.floor_taken.append(self._poly(placed))
                 return placed
         return None
+
+    def _in_sight(self, obj: SceneObject, objects, tables) -> bool:
+        """Whether the camera sees the object's centre: inside the view and not behind a solid placed so far."""
+        centre = np.asarray(obj.center)
+        camera = self.to_level.T @ centre
+        x0, x1, y0, y1 = self.view
+        if camera[2] <= 0 or not (x0 <= camera[0] / camera[2] <= x1 and y0 <= camera[1] / camera[2] <= y1):
+            return False
+        solids = [Solid(o.shape, o.center, o.size, o.yaw, o.top_ratio) for o in objects]
+        solids += [Solid("box", c, size, t.yaw) for t in tables for _, _, c, size in t.parts(self.height)]
+        ray = centre[None, :]  # the ray parameter is 1 at the centre
+        for solid in solids:
+            _, t, _, _ = intersect(solid, np.zeros(3), ray)
+            if (t < 1.0).any():
+                return False
+        return True
 
     def _poly(self, obj: SceneObject) -> np.ndarray:
         return footprint(obj.shape, (obj.center[0], obj.center[2]), obj.size, obj.yaw)
@@ -227,7 +250,7 @@ class _Placer:
                 tall = thin                      # lying flat
             else:
                 depth_, tall = thin, max(tall, 0.15)   # standing on an edge
-        elif shape in ("sphere",):
+        elif shape == "sphere":
             width = depth_ = tall = min(width, depth_)
         elif shape == "ellipsoid":
             tall = min(tall, 1.5 * max(width, depth_))
@@ -282,9 +305,7 @@ class _Placer:
             poly = footprint(obj.shape, anchor + mid * unit, obj.size, obj.yaw)
             low, high = (mid, high) if polygons_overlap(poly, other_poly) else (low, mid)
         x, z = anchor + (high + self.rng.uniform(0.0, 0.004)) * unit
-        return SceneObject(obj.id, obj.shape, (float(x), obj.center[1], float(z)), obj.size, obj.yaw, obj.texture,
-                           obj.tint, obj.texture_offset, obj.support, obj.top_ratio, obj.texture_scale,
-                           obj.texture_rotation)
+        return replace(obj, center=(float(x), obj.center[1], float(z)))
 
 
 def _can_carry(obj: SceneObject) -> bool:

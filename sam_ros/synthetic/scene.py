@@ -2,8 +2,10 @@
 
 Coordinates are metres in a level frame with the camera at the origin: x right, y down, z forward
 (the optical frame of a camera that is neither pitched nor rolled). The camera itself may be pitched
-and rolled; see ``render``. Every object rests on something (``support``: the floor, a table top or
-another object), so every object's pose is known exactly.
+and rolled; see ``render``. A sequence may move the camera: it then stands at ``camera_position``
+(x, z) and is turned by ``camera_yaw``, both 0 otherwise; ground truth stays in the camera's frame.
+Every object rests on something (``support``: the floor, a table top or another object), so every
+object's pose is known exactly.
 
 Ids: objects are numbered 1..999; structures (floor, walls, table tops and legs) from
 ``FLOOR_ID`` = 1000 up. ``sample_scene(rng)`` draws the first renderer's scenes ("classic": the
@@ -135,7 +137,9 @@ class SceneSpec:
     shadows: bool = False            # cast shadows from objects and tables
     ambient: float = 0.35            # share of light that reaches shadowed and averted surfaces
     light_colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    bilinear: bool = False           # bilinear texture lookup (the first renderer used nearest texels)
+    bilinear: bool = False           # mip-mapped bilinear texture lookup (the first renderer used nearest texels)
+    camera_position: tuple[float, float] = (0.0, 0.0)  # x, z in the level frame (sequences move it)
+    camera_yaw: float = 0.0          # radians about the vertical, from z towards x
 
     def wall_list(self) -> tuple[Wall, ...]:
         return self.walls or (Wall(FLOOR_ID + 1, 0.0, self.wall_distance, Material(self.wall_texture, self.wall_tint)),)

@@ -25,6 +25,8 @@ INFO_TOPIC = "/camera/color/camera_info"
 
 
 MOVER_ROLES = ("crosses", "leaves", "enters")
+PATH_SAMPLES = 25        # times at which paths are checked for collisions
+CAMERA_CLEARANCE = 0.3   # metres between a moving camera and any footprint or wall
 
 
 @dataclass
@@ -51,7 +53,9 @@ def render_sequence(seed: int, n_frames: int, fps: float = 5.0, intrinsics: Intr
 
 
 def render_rich_sequence(seed: int, n_frames: int, fps: float = 5.0, intrinsics: Intrinsics | None = None,
-                         max_speed: float = 0.8, camera_effects: bool = True, **scene_args) -> list[Frame]:
+                         max_speed: float = 0.8, camera_effects: bool = True,
+                         camera_velocity: tuple[float, float] = (0.0, 0.0), camera_yaw_rate: float = 0.0,
+                         **scene_args) -> list[Frame]:
     """A rich scene (``scene_args`` go to ``sample_rich_scene``) whose objects stay put, plus three movers.
 
     The movers slide on the floor, at most ``max_speed`` m/s, without touching anything: "crosses" stays
@@ -59,17 +63,26 @@ def render_rich_sequence(seed: int, n_frames: int, fps: float = 5.0, intrinsics:
     reverse (both cross the image border near the middle of the sequence). Their ids and roles are
     in ``spec.extra["movers"]`` ({id: role}); every other object is static. ``camera_effects`` draws
     one set of photometric effects for the whole sequence (new noise per frame).
+
+    The camera may move too: ``camera_velocity`` (m/s along its first frame's level x and z) and
+    ``camera_yaw_rate`` (rad/s); its pose per frame is ``scene.spec.camera_position`` and
+    ``camera_yaw``, and all truth is in each frame's camera frame.
     """
     intrinsics = intrinsics or Intrinsics.default()
     rng = np.random.default_rng(seed)
     duration = (n_frames - 1) / fps if n_frames > 1 else 1.0
+    def camera_at(spec: SceneSpec, t: float) -> SceneSpec:
+        return replace(spec, camera_position=(camera_velocity[0] * t, camera_velocity[1] * t),
+                       camera_yaw=camera_yaw_rate * t)
+
     for _ in range(50):
         spec = sample_scene(rng, style="rich", intrinsics=intrinsics, **scene_args)
-        movers = _sample_movers(rng, spec, intrinsics, duration, max_speed)
+        movers = _sample_movers(rng, spec, intrinsics, duration, max_speed, camera_at)
         if movers is not None:
             break
     else:
-        raise RuntimeError(f"seed {seed}: found no free paths for the movers")
+        raise RuntimeError(f"seed {seed}: found no free paths for the movers and the camera within max_speed "
+                           f"{max_speed} m/s over {duration:.1f} s (a shorter sequence needs a higher max_speed)")
     objects, velocities, roles = list(spec.objects), {}, {}
     for role, (obj, velocity) in zip(MOVER_ROLES, movers):
         objects.append(obj)
@@ -79,7 +92,7 @@ def render_rich_sequence(seed: int, n_frames: int, fps: float = 5.0, intrinsics:
     frames = []
     for index in range(n_frames):
         t = index / fps
-        scene = render(spec.moved(velocities, dt=t), intrinsics)
+        scene = render(camera_at(spec.moved(velocities, dt=t), t), intrinsics)
         if effects is not None:
             scene.rgb = apply_photometric(scene.rgb, effects, rng, scene.depth)
         depth_mm = to_16uc1_mm(add_depth_noise(scene.depth, rng))
@@ -87,13 +100,14 @@ def render_rich_sequence(seed: int, n_frames: int, fps: float = 5.0, intrinsics:
     return frames
 
 
-def _sample_movers(rng, spec: SceneSpec, intrinsics: Intrinsics, duration: float, max_speed: float):
+def _sample_movers(rng, spec: SceneSpec, intrinsics: Intrinsics, duration: float, max_speed: float, camera_at):
     """(object, (vx, vz)) per role, on straight floor paths that overlap nothing at any time, or None.
 
     Paths are chosen in the image: a mover starts and ends on the floor under a random row, at
-    horizontal image positions inside or beyond the border as its role needs.
+    horizontal image positions inside or beyond the border as its role needs (seen from where the
+    camera is at the start and at the end). The camera's own path keeps 0.3 m from everything.
     """
-    to_level = camera_rotation(spec)
+    cameras = (camera_at(spec, 0.0), camera_at(spec, duration))
     half_x = intrinsics.cx / intrinsics.fx
     half_y = intrinsics.cy / intrinsics.fy
     obstacles = [footprint(o.shape, (o.center[0], o.center[2]), o.size, o.yaw) for o in spec.objects
@@ -104,7 +118,7 @@ def _sample_movers(rng, spec: SceneSpec, intrinsics: Intrinsics, duration: float
     next_id = max((o.id for o in spec.objects), default=0) + 1
     for role in MOVER_ROLES:
         for _ in range(30):
-            mover = _sample_mover(rng, role, next_id, spec, to_level, (half_x, half_y), duration, max_speed,
+            mover = _sample_mover(rng, role, next_id, cameras, (half_x, half_y), duration, max_speed,
                                   obstacles, walls, paths)
             if mover is not None:
                 break
@@ -113,11 +127,27 @@ def _sample_movers(rng, spec: SceneSpec, intrinsics: Intrinsics, duration: float
         movers.append(mover[:2])
         paths.append(mover[2])
         next_id += 1
+    for step, t in enumerate(np.linspace(0, duration, PATH_SAMPLES)):
+        camera = camera_at(spec, t)
+        position = np.asarray(camera.camera_position)
+        for poly in obstacles + [path[step] for path in paths]:
+            if np.linalg.norm(poly - position, axis=1).min() < CAMERA_CLEARANCE or _contains_point(poly, position):
+                return None
+        if any(position @ wall.outward[[0, 2]] > wall.distance - CAMERA_CLEARANCE for wall in walls):
+            return None
     return movers
 
 
-def _sample_mover(rng, role, object_id, spec, to_level, half, duration, max_speed, obstacles, walls, paths):
+def _contains_point(poly: np.ndarray, point: np.ndarray) -> bool:
+    edges = np.roll(poly, -1, axis=0) - poly
+    rel = point - poly
+    cross = edges[:, 0] * rel[:, 1] - edges[:, 1] * rel[:, 0]
+    return bool((cross >= 0).all() or (cross <= 0).all())
+
+
+def _sample_mover(rng, role, object_id, cameras, half, duration, max_speed, obstacles, walls, paths):
     """One mover's (object, velocity, footprints along its path), or None when the draw collides."""
+    spec = cameras[0]
     half_x, half_y = half
     side = rng.choice([-1.0, 1.0])
     inside, outside = rng.uniform(0.4, 0.8) * half_x, half_x * 1.6
@@ -125,9 +155,10 @@ def _sample_mover(rng, role, object_id, spec, to_level, half, duration, max_spee
                       "enters": (side * outside, side * inside)}[role]
     row = rng.uniform(0.1, 0.8) * half_y
     ends = []
-    for x in (start_x, end_x):
-        ray = to_level @ np.array([x, row, 1.0])
-        ends.append(ray[[0, 2]] * spec.camera_height / ray[1] if ray[1] > 1e-3 else None)
+    for x, camera in zip((start_x, end_x), cameras):
+        ray = camera_rotation(camera) @ np.array([x, row, 1.0])
+        ends.append(np.asarray(camera.camera_position) + ray[[0, 2]] * spec.camera_height / ray[1]
+                    if ray[1] > 1e-3 else None)
     if ends[0] is None or ends[1] is None:
         return None
     velocity = (ends[1] - ends[0]) / duration
@@ -142,7 +173,7 @@ def _sample_mover(rng, role, object_id, spec, to_level, half, duration, max_spee
                       size, float(rng.uniform(-np.pi, np.pi)) if shape == "box" else 0.0, material.texture,
                       material.tint, material.offset, FLOOR_ID, 0.0 if shape == "cone" else
                       float(rng.uniform(0.4, 1.0)) if shape == "frustum" else 1.0, material.scale, material.rotation)
-    path = [footprint(shape, ends[0] + velocity * t, size, obj.yaw) for t in np.linspace(0, duration, 25)]
+    path = [footprint(shape, ends[0] + velocity * t, size, obj.yaw) for t in np.linspace(0, duration, PATH_SAMPLES)]
     for poly in path:
         if any(polygons_overlap(poly, other) for other in obstacles) or np.hypot(*poly.T).min() < 0.5 or \
                 any((poly @ wall.outward[[0, 2]] > wall.distance - 0.02).any() for wall in walls):
