@@ -157,9 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     config = SamRosConfig(device="cpu", dtype="float32", grid_size=args.grid, min_area=args.min_area)
     counts = sweep(Segmenter(config, model=model), args.styles, args.scenes, args.first)
     combo, table = choose(counts, args.max_masks_per_object)
-    for row in sorted(table, key=lambda r: -min(r["recall"].values()))[:10]:
+    eligible = [row for row in table if row["within_cap"]]
+    print(f"{len(eligible)} of {len(table)} combinations within {args.max_masks_per_object} masks per object; best:")
+    for row in sorted(eligible, key=lambda r: -min(r["recall"].values()))[:8]:
         print(json.dumps(row))
-    chosen = dict(zip(("pred_iou_thresh", "stability_thresh", "nms_thresh"), combo))
+    chosen = next(row for row in table if (row["pred_iou_thresh"], row["stability_thresh"], row["nms_thresh"]) == combo)
     print(json.dumps({"chosen": chosen, "styles": args.styles, "scenes": args.scenes, "first": args.first}))
     if args.out:
         how = (f"python -m sam_ros.train.operating_point --checkpoint {args.checkpoint} --styles "
