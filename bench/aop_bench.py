@@ -1,13 +1,16 @@
 """AoP prompts vs point grids on held-out synthetic 640x480 scenes: the AoP-SAM paper's table.
 
     python bench/aop_bench.py [--checkpoint bundled] [--aop-checkpoint ''] [--scenes 30] [--device cpu]
+                              [--style classic|rich]
 
 Rows: grid 16 (AMG-S), grid 32 (AMG-D) and AoP, all with the same model, scenes and filters. Each
 row runs in its own process so that peak memory is its own (peak RSS on the CPU, which includes
 Python and torch themselves; peak allocated on a GPU). Columns: mIoU under greedy one-to-one
 matching to ground truth, recall@0.5 / @0.75, prompts decoded, masks kept, median per-stage
-latency, peak memory. Bar (issue 7): AoP's mIoU within 2 points of AMG-D's, with at most half of
-AMG-S's decode-stage latency. Also prints the predictor's cost relative to the encoder (bar: <= 10%).
+latency, peak memory. Bar (issues 7 and 14): AoP's mIoU within 1 point of AMG-D's, with at most half
+of AMG-S's decode-stage latency, on held-out scenes of the classic and the rich renderer
+(``--style``). Also prints the predictor's cost relative to the encoder (bar: <= 10%) and the CPU's
+flags (timings are ratios within one run: the machine may be shared).
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ def run_row(row: dict, args: argparse.Namespace, queue) -> None:
     config = base.replace(checkpoint=args.checkpoint, aop_checkpoint=args.aop_checkpoint, device=args.device,
                           **dict(item.split("=", 1) for item in args.set), **row["config"])
     segmenter = Segmenter(config)
-    scenes = [held_out_scene(args.first + i) for i in range(args.scenes)]
+    scenes = [held_out_scene(args.first + i, style=args.style) for i in range(args.scenes)]
     segmenter.segment(scenes[0].rgb)  # warm-up
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -71,6 +74,16 @@ def run_row(row: dict, args: argparse.Namespace, queue) -> None:
     })
 
 
+def cpu_flags() -> str:
+    """The vector extensions that decide CPU speed (avx2, avx512*, amx*), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return " ".join(sorted(f for f in flags if f.startswith(("avx2", "avx512", "amx")))) or "none of avx2/avx512/amx"
+
+
 def main() -> None:
     from sam_ros.model import BUNDLED_PARAMS
 
@@ -79,6 +92,7 @@ def main() -> None:
     parser.add_argument("--aop-checkpoint", default="", help="predictor ('' = the one beside the model)")
     parser.add_argument("--scenes", type=int, default=30)
     parser.add_argument("--first", type=int, default=0, help="index of the first held-out scene")
+    parser.add_argument("--style", default="classic", choices=("classic", "rich"), help="renderer style of the scenes")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--params", help="filter thresholds, a ROS params file (default: the shipped model's "
@@ -94,7 +108,8 @@ def main() -> None:
     rows = {"grid16": {"name": "AMG-S grid 16", "config": {"grid_size": 16}},
             "grid32": {"name": "AMG-D grid 32", "config": {"grid_size": 32}},
             "aop": {"name": "AoP", "config": {"prompt_mode": "aop"}}}
-    print(f"{args.scenes} held-out scenes, 640x480, model {args.checkpoint}, {args.device}, {args.threads} threads, "
+    print(f"CPU flags: {cpu_flags()}")
+    print(f"{args.scenes} held-out {args.style} scenes, 640x480, model {args.checkpoint}, {args.device}, {args.threads} threads, "
           f"filters from {args.params or 'defaults'} {' '.join(args.set)}")
     memory = "GPU MiB" if args.device == "cuda" else "RSS MiB"
     print(f"{'':<14} {'mIoU':>6} {'R@.5':>6} {'R@.75':>6} {'prompts':>8} {'masks':>6} "
@@ -109,10 +124,10 @@ def main() -> None:
     if len(results) < 3:
         return
     sparse, dense, aop = results
-    bars = {"miou_within_2_points_of_AMG-D": aop["miou"] >= dense["miou"] - 0.02,
+    bars = {"miou_within_1_point_of_AMG-D": aop["miou"] >= dense["miou"] - 0.01,
             "decode_at_most_half_of_AMG-S": aop["decode_ms"] <= 0.5 * sparse["decode_ms"],
             "predictor_at_most_10pct_of_encoder": aop["predictor_ms"] <= 0.1 * aop["encoder_ms"]}
-    print(f"AoP mIoU {100 * aop['miou']:.1f} vs AMG-D {100 * dense['miou']:.1f} (bar: >= {100 * dense['miou'] - 2:.1f}); "
+    print(f"AoP mIoU {100 * aop['miou']:.1f} vs AMG-D {100 * dense['miou']:.1f} (bar: >= {100 * dense['miou'] - 1:.1f}); "
           f"AoP decode {aop['decode_ms']:.1f} ms vs AMG-S {sparse['decode_ms']:.1f} ms "
           f"({aop['decode_ms'] / sparse['decode_ms']:.2f}x, bar <= 0.5x); predictor {aop['predictor_ms']:.2f} ms = "
           f"{100 * aop['predictor_ms'] / aop['encoder_ms']:.1f}% of the encoder (bar <= 10%)")

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from sam_ros.model import TINY, build_sam, load_sam
-from sam_ros.train.data import make_sample
+from sam_ros.synthetic import FLOOR_ID, render, sample_scene
+from sam_ros.train.data import Recipe, make_sample, pick_segment, random_intrinsics, segment_targets
 from sam_ros.train.train_sam import batch_loss, learning_rate, main
 
 
@@ -52,5 +53,47 @@ def test_training_command_writes_a_loadable_checkpoint_and_report(tmp_path):
     model, config = load_sam(out)
     assert config == TINY
     report = json.loads(out.with_suffix(".json").read_text())
-    assert report["training"]["steps"] == 2 and report["evaluation"]["scenes"] == 1
-    assert 0.0 <= report["evaluation"]["single_point_miou"] <= 1.0
+    assert report["training"]["steps"] == 2 and report["evaluation"]["classic"]["scenes"] == 1
+    assert 0.0 <= report["evaluation"]["classic"]["single_point_miou"] <= 1.0
+
+
+def _rich_scene_with_shadow(width: int = 128):
+    """A rich scene rendered small whose floor or walls carry a cast shadow."""
+    for seed in range(20):
+        scene = render(sample_scene(np.random.default_rng(seed), style="rich"), random_intrinsics(
+            np.random.default_rng(seed), width))
+        if (scene.shadowed & (scene.instances >= FLOOR_ID)).sum() >= 100:
+            return scene
+    raise AssertionError("no rich scene with a cast shadow among 20 seeds")
+
+
+def test_segment_targets_are_the_rendered_instances_objects_first_class():
+    scene = _rich_scene_with_shadow()
+    masks, is_object = segment_targets(scene)
+    # each target is exactly one instance of the renderer's id image, and objects are the objects' ids
+    ids = [int(np.unique(scene.instances[m])[0]) for m in masks]
+    assert all(len(np.unique(scene.instances[m])) == 1 for m in masks)
+    assert [i < FLOOR_ID for i in ids] == is_object.tolist()
+    assert set(i for i in ids if i < FLOOR_ID) <= {o.id for o in scene.objects}
+    assert masks.sum(0).max() == 1  # disjoint
+
+
+def test_shadow_prompts_land_in_shadow_and_ask_for_the_whole_surface():
+    scene = _rich_scene_with_shadow()
+    masks, is_object = segment_targets(scene)
+    recipe = Recipe(object_fraction=0.0, shadow_prompts=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        index, allowed = pick_segment(rng, masks, is_object, scene.shadowed, recipe)
+        assert not is_object[index]
+        assert allowed.any() and not (allowed & ~scene.shadowed).any() and not (allowed & ~masks[index]).any()
+        assert masks[index].sum() > allowed.sum()  # the target is the surface, larger than its shadow
+
+
+def test_rich_samples_with_camera_effects_are_deterministic():
+    model = build_sam(TINY)
+    recipe = Recipe(rich_fraction=1.0, camera_effects=True, colour_jitter=True, shadow_prompts=0.5)
+    a, b = (make_sample(np.random.default_rng(4), TINY.img_size, model.pixel_mean, model.pixel_std, 8, recipe)
+            for _ in range(2))
+    assert torch.equal(a.image, b.image) and torch.equal(a.points, b.points) and torch.equal(a.targets, b.targets)
+    assert a.targets.shape == (8, TINY.img_size // 4, TINY.img_size // 4) and a.targets.sum() > 0

@@ -9,7 +9,8 @@ from scipy import ndimage
 from torch.nn import functional as F
 
 from ..image import preprocess
-from ..synthetic import Intrinsics, RenderedScene, render, sample_scene
+from ..synthetic import FLOOR_ID, Intrinsics, RenderedScene, apply_photometric, render, sample_photometric, sample_scene
+from .augment import jitter_colour
 
 # Segments smaller than this (pixels at the rendered size) vanish at the decoder's 1/4 resolution.
 MIN_SEGMENT_PIXELS = 30
@@ -22,17 +23,36 @@ class Sample:
     targets: torch.Tensor  # (P, S/4, S/4) float {0, 1} low-res target masks
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What the training scenes look like and where their prompts go.
+
+    ``rich_fraction`` of the scenes come from the rich renderer style (photo textures, shadows,
+    tables, stacking, camera roll), the rest from the classic one, so the classic look is not
+    forgotten. ``camera_effects`` applies the renderer's blur, defocus, exposure, noise and JPEG,
+    freshly drawn per image, and ``colour_jitter`` a random white balance, saturation and contrast.
+    ``shadow_prompts`` is the share of floor/wall/table prompts put inside a cast shadow when the
+    scene has one: the hard negative, whose answer is the whole surface, not the shadow.
+    """
+
+    rich_fraction: float = 0.0
+    camera_effects: bool = False
+    colour_jitter: bool = False
+    object_fraction: float = 0.75
+    shadow_prompts: float = 0.0
+
+
 def segment_targets(scene: RenderedScene) -> tuple[np.ndarray, np.ndarray]:
     """Every segment a prompt can land on, and which of them are objects.
 
-    The floor and the wall are segments too (SAM segments them): a grid point on the floor should
-    give the floor, not a fragment or nothing, so that the pipeline keeps one mask for it.
+    The floor, walls and table parts are segments too (SAM segments them): a grid point on the floor
+    should give the floor, not a fragment or nothing, so that the pipeline keeps one mask for it.
     """
-    ids = [i for i in np.unique(scene.labels[scene.surfaces == 0]) if i > 0]
-    masks = [scene.labels == i for i in ids] + [scene.surfaces == s for s in (1, 2)]
-    is_object = np.arange(len(masks)) < len(ids)
+    ids = [i for i in np.unique(scene.instances) if i > 0]
+    masks = [scene.instances == i for i in ids]
+    is_object = np.array(ids) < FLOOR_ID
     large = np.array([m.sum() >= MIN_SEGMENT_PIXELS for m in masks], bool)
-    return np.stack(masks)[large], is_object[large]
+    return np.stack(masks)[large], np.asarray(is_object, bool)[large]
 
 
 def random_intrinsics(rng: np.random.Generator, width: int) -> Intrinsics:
@@ -42,41 +62,64 @@ def random_intrinsics(rng: np.random.Generator, width: int) -> Intrinsics:
     return Intrinsics(width, height, focal, focal, (width - 1) / 2, (height - 1) / 2)
 
 
-def render_like_a_camera(rng: np.random.Generator, img_size: int) -> tuple[RenderedScene, int]:
+def render_like_a_camera(rng: np.random.Generator, img_size: int, recipe: Recipe = Recipe()) -> tuple[RenderedScene, int]:
     """A scene and its render scale (1 or 2) relative to the model input.
 
     Camera frames (640x480) reach the model downscaled with antialiasing, so their textures are
     smooth; a scene rendered straight at the model's size is aliased instead (point-sampled
     textures). A quarter of the scenes are rendered at twice the size and downscaled like a camera
     frame, a quarter are blurred, the rest stay sharp: the model sees all three looks, for a third of
-    the rendering cost of supersampling everything.
+    the rendering cost of supersampling everything. Photometric changes come last, as in a camera.
     """
     look = rng.random()
     scale = 2 if look < 0.25 else 1
-    scene = render(sample_scene(rng, n_objects=(1, 7)), random_intrinsics(rng, img_size * scale))
+    if rng.random() < recipe.rich_fraction:
+        spec = sample_scene(rng, style="rich")
+    else:
+        spec = sample_scene(rng, n_objects=(1, 7))
+    scene = render(spec, random_intrinsics(rng, img_size * scale))
     if look >= 0.75:
         sigma = float(rng.uniform(0.5, 1.0))
         scene.rgb = ndimage.gaussian_filter(scene.rgb, sigma=(sigma, sigma, 0))
+    if recipe.camera_effects:
+        scene.rgb = apply_photometric(scene.rgb, sample_photometric(rng), rng, scene.depth)
+    if recipe.colour_jitter:
+        scene.rgb = jitter_colour(scene.rgb, rng)
     return scene, scale
 
 
-def make_sample(rng: np.random.Generator, img_size: int, pixel_mean: torch.Tensor, pixel_std: torch.Tensor,
-                prompts: int = 8, object_fraction: float = 0.75) -> Sample:
-    """One rendered scene as the model sees it, with prompts drawn uniformly inside its segments.
+def pick_segment(rng: np.random.Generator, masks: np.ndarray, is_object: np.ndarray, shadowed: np.ndarray,
+                 recipe: Recipe) -> tuple[int, np.ndarray]:
+    """A segment index and the pixels a prompt for it may land on.
 
-    A prompt picks an object with probability ``object_fraction`` (each object equally likely, so
-    small ones are not starved), else the floor or the wall.
+    An object with probability ``recipe.object_fraction`` (each object equally likely, so small ones
+    are not starved), else a structure segment, inside its shadowed part ``recipe.shadow_prompts``
+    of the time.
     """
-    scene, scale = render_like_a_camera(rng, img_size)
+    objects, others = np.flatnonzero(is_object), np.flatnonzero(~is_object)
+    if len(objects) and (rng.random() < recipe.object_fraction or not len(others)):
+        index = int(rng.choice(objects))
+        return index, masks[index]
+    if rng.random() < recipe.shadow_prompts:
+        in_shadow = [i for i in others if (masks[i] & shadowed).sum() >= MIN_SEGMENT_PIXELS]
+        if in_shadow:
+            index = int(rng.choice(in_shadow))
+            return index, masks[index] & shadowed
+    index = int(rng.choice(others))
+    return index, masks[index]
+
+
+def make_sample(rng: np.random.Generator, img_size: int, pixel_mean: torch.Tensor, pixel_std: torch.Tensor,
+                prompts: int = 8, recipe: Recipe = Recipe()) -> Sample:
+    """One rendered scene as the model sees it, with prompts drawn uniformly inside their segments."""
+    scene, scale = render_like_a_camera(rng, img_size, recipe)
     masks, is_object = segment_targets(scene)
     image, _ = preprocess(scene.rgb, img_size, pixel_mean, pixel_std, "cpu", torch.float32)
-    objects, others = np.flatnonzero(is_object), np.flatnonzero(~is_object)
     height, width = scene.labels.shape
     points, targets = [], []
     for _ in range(prompts):
-        use_object = len(objects) and (rng.random() < object_fraction or not len(others))
-        index = int(rng.choice(objects if use_object else others))
-        ys, xs = np.nonzero(masks[index])
+        index, allowed = pick_segment(rng, masks, is_object, scene.shadowed, recipe)
+        ys, xs = np.nonzero(allowed)
         k = int(rng.integers(len(ys)))
         points.append(((xs[k] + 0.5) / scale, (ys[k] + 0.5) / scale))
         padded = np.zeros((img_size * scale, img_size * scale), np.float32)

@@ -17,7 +17,7 @@ from ..decode import decode_points
 from ..filters import upsample_to_frame
 from ..model import Sam
 from ..pipeline import Segmenter
-from ..synthetic import Intrinsics, RenderedScene, render, sample_scene
+from ..synthetic import Intrinsics, RenderedScene, apply_photometric, render, sample_photometric, sample_scene
 
 # Training draws every scene from one stream seeded with --seed (small integers); held-out scenes
 # each get their own seed from this range, so the two never share a random stream.
@@ -26,14 +26,21 @@ HELD_OUT_SEED = 1_000_000
 MIN_OBJECT_PIXELS = 400
 
 
-def held_out_scene(index: int, width: int = 640, height: int = 480) -> RenderedScene:
-    return render(sample_scene(np.random.default_rng(HELD_OUT_SEED + index)), Intrinsics.default(width, height))
+def held_out_scene(index: int, width: int = 640, height: int = 480, style: str = "classic") -> RenderedScene:
+    """Held-out scene ``index`` of a renderer style: "classic" (the first renderer's look) or "rich"
+    (the rich renderer's scenes through its camera effects: blur, defocus, exposure, noise, JPEG)."""
+    rng = np.random.default_rng(HELD_OUT_SEED + index)
+    if style == "classic":
+        return render(sample_scene(rng), Intrinsics.default(width, height))
+    scene = render(sample_scene(rng, style=style), Intrinsics.default(width, height))
+    scene.rgb = apply_photometric(scene.rgb, sample_photometric(rng), rng, scene.depth)
+    return scene
 
 
 def object_masks(scene: RenderedScene, min_pixels: int = MIN_OBJECT_PIXELS) -> np.ndarray:
     """(N, H, W) bool masks of the objects visible with at least ``min_pixels`` pixels."""
     masks, _ = scene.masks()
-    return masks[masks.reshape(len(masks), -1).sum(1) >= min_pixels]
+    return masks[masks.sum(axis=(1, 2)) >= min_pixels]
 
 
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
@@ -113,13 +120,14 @@ def grid_scores(segmenter: Segmenter, scene: RenderedScene, truth: np.ndarray) -
 
 
 def evaluate(model: Sam, scenes: int = 20, first: int = 0, grid_size: int = 16, width: int = 640,
-             height: int = 480, config: SamRosConfig | None = None) -> dict:
-    """The bar's numbers over held-out scenes ``first .. first + scenes - 1`` (default pipeline filters)."""
+             height: int = 480, config: SamRosConfig | None = None, style: str = "classic") -> dict:
+    """The bar's numbers over held-out scenes ``first .. first + scenes - 1`` of renderer ``style``
+    (default pipeline filters)."""
     config = config or SamRosConfig(device="cpu", dtype="float32", grid_size=grid_size)
     segmenter = Segmenter(config, model=model)
     chosen, oracle, error, objects, found, masks = [], [], [], 0, 0, 0
     for index in range(first, first + scenes):
-        scene = held_out_scene(index, width, height)
+        scene = held_out_scene(index, width, height, style)
         truth = object_masks(scene)
         points = single_point_scores(segmenter, scene, truth)
         chosen += points.chosen_iou
@@ -128,7 +136,7 @@ def evaluate(model: Sam, scenes: int = 20, first: int = 0, grid_size: int = 16, 
         grid = grid_scores(segmenter, scene, truth)
         objects, found, masks = objects + grid.objects, found + grid.found, masks + grid.masks
     return {
-        "scenes": scenes, "resolution": [width, height], "objects": objects,
+        "style": style, "scenes": scenes, "resolution": [width, height], "objects": objects,
         "single_point_miou": round(float(np.mean(chosen)), 4),
         "single_point_miou_best_of_3": round(float(np.mean(oracle)), 4),
         "predicted_iou_mae": round(float(np.mean(error)), 4),

@@ -131,12 +131,14 @@ def fit(predictor: PromptPredictor, embeddings: torch.Tensor, targets: torch.Ten
     return log
 
 
-def synthetic_images(count: int, seed: int, width: int = 640, height: int = 480) -> Iterator[np.ndarray]:
-    """Rendered camera-size scenes, disjoint from the held-out evaluation scenes."""
+def synthetic_images(count: int, seed: int, width: int = 640, height: int = 480,
+                     rich_fraction: float = 0.0) -> Iterator[np.ndarray]:
+    """Rendered camera-size scenes, disjoint from the held-out evaluation scenes; every scene whose
+    index falls in the first ``rich_fraction`` of each ten is drawn in the rich renderer style."""
     for index in range(count):
-        scene = render(sample_scene(np.random.default_rng(TRAINING_SEED + seed * 100_000 + index)),
-                       Intrinsics.default(width, height))
-        yield scene.rgb
+        rng = np.random.default_rng(TRAINING_SEED + seed * 100_000 + index)
+        spec = sample_scene(rng, style="rich") if index % 10 < round(10 * rich_fraction) else sample_scene(rng)
+        yield render(spec, Intrinsics.default(width, height)).rgb
 
 
 def folder_images(folder: Path) -> tuple[int, Iterator[np.ndarray]]:
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
                         "'' = $SAM_ROS_CHECKPOINT or ~/.cache/sam_ros/mobile_sam.pt)")
     parser.add_argument("--images", type=Path, help="folder of your camera's images (default: synthetic scenes)")
     parser.add_argument("--scenes", type=int, default=400, help="synthetic scenes when no --images")
+    parser.add_argument("--rich-fraction", type=float, default=0.0,
+                        help="share of the synthetic scenes drawn in the rich renderer style (the rest classic)")
     parser.add_argument("--out", type=Path, help="predictor file (default: <model>_aop.pt beside the model)")
     parser.add_argument("--config", help="YAML whose filters the teacher uses (e.g. config/sam_ros.yaml)")
     parser.add_argument("--teacher-grid", type=int, default=32, help="dense grid of the teacher")
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.images:
             total, images = folder_images(args.images)
         else:
-            total, images = args.scenes, synthetic_images(args.scenes, args.seed)
+            total, images = args.scenes, synthetic_images(args.scenes, args.seed, rich_fraction=args.rich_fraction)
         data = teacher_data(teacher, images, total)
         if args.cache:
             torch.save(dataclasses.asdict(data), args.cache)
@@ -195,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     log = fit(predictor, data.embeddings, data.targets(args.sigma, args.target), args.epochs, args.lr, args.batch,
               args.seed)
     report = {"model": model_file.name, "images": total, "source": str(args.images or "synthetic"),
+              "rich_fraction": None if args.images else args.rich_fraction,
               "teacher_grid": args.teacher_grid, "teacher_filters": {"pred_iou_thresh": config.pred_iou_thresh,
                                                                      "stability_thresh": config.stability_thresh,
                                                                      "nms_thresh": config.nms_thresh},
