@@ -164,9 +164,15 @@ def main(argv=None) -> int:
             time.sleep(min(5.0, max(0.0, end - time.monotonic())))
         stream.stop()
         window = diagnostics[-1][4] if diagnostics else 5.0
-        time.sleep(window + 3.0)
+        # The frame in flight when the input stops still finishes (one frame's latency later): FPS must read 0
+        # once a whole window has passed after the last processed frame.
+        last_frame = max([stream.stopped] + [o[0] for o in objects])
+        time.sleep(window + 4.0)
+        while objects and objects[-1][0] > last_frame and time.monotonic() < stream.stopped + 60:
+            last_frame = objects[-1][0]
+            time.sleep(window + 4.0)
         alive = node.poll() is None
-        after = [d for d in diagnostics if d[0] > stream.stopped + window + 1.5]
+        after = [d for d in diagnostics if d[0] > last_frame + window + 1.5]
     finally:
         if node.poll() is None:
             node.terminate()

@@ -1,4 +1,5 @@
 """The operating-point sweep scores exactly what the real pipeline keeps, and picks by its rule."""
+import pytest
 import torch
 
 from sam_ros.config import SamRosConfig
@@ -8,11 +9,12 @@ from sam_ros.train.evaluate import held_out_scene, mask_iou, object_masks
 from sam_ros.train.operating_point import candidates, choose, kept
 
 
-def test_selection_from_one_decode_matches_the_pipeline_for_several_thresholds():
+@pytest.mark.parametrize("exact_mask_boxes", [True, False])
+def test_selection_from_one_decode_matches_the_pipeline_for_several_thresholds(exact_mask_boxes):
     model, _ = load_sam("bundled")
     scene = held_out_scene(3)
     truth = torch.from_numpy(object_masks(scene))
-    base = SamRosConfig(device="cpu", dtype="float32", grid_size=8, min_area=400)
+    base = SamRosConfig(device="cpu", dtype="float32", grid_size=8, min_area=400, exact_mask_boxes=exact_mask_boxes)
     scored = candidates(Segmenter(base, model=model), scene.rgb, truth)
     for pred_iou, stability, nms in ((0.5, 0.8, 0.4), (0.7, 0.9, 0.3), (0.6, 0.85, 0.6)):
         config = base.replace(pred_iou_thresh=pred_iou, stability_thresh=stability, nms_thresh=nms)

@@ -26,10 +26,12 @@ import numpy as np
 import torch
 
 from ..config import SamRosConfig
-from ..decode import decode_points, valid_region
-from ..filters import lowres_boxes_in_frame, nms, touches_frame_edge, upsample_to_frame
+from ..datatypes import EncodedViews
+from ..decode import decode_points
+from ..filters import nms, touches_frame_edge, upsample_to_frame
 from ..model import load_sam
 from ..pipeline import Segmenter
+from ..views import frame_boxes, lowres_boxes
 from ..prompts import GridPrompts
 from .evaluate import held_out_scene, mask_iou, object_masks
 
@@ -48,8 +50,8 @@ class Candidates:
 
     iou: torch.Tensor          # (K,) predicted IoU
     stability: torch.Tensor    # (K,)
-    boxes: torch.Tensor        # (K, 4) frame-pixel boxes of the low-res masks (what NMS compares)
-    approx_area: torch.Tensor  # (K,) low-res area in frame pixels (the pre-NMS area filter)
+    boxes: torch.Tensor        # (K, 4) frame-pixel boxes as the pipeline measures them (what NMS compares)
+    approx_area: torch.Tensor  # (K,) area as the pipeline measures it before NMS (the pre-NMS area filter)
     edge: torch.Tensor         # (K,) bool: touches the frame border
     area: torch.Tensor         # (K,) exact area of the upsampled mask (the final area filter)
     truth_iou: torch.Tensor    # (K, N) IoU of each upsampled mask with each true object
@@ -64,17 +66,16 @@ def candidates(segmenter: Segmenter, rgb: np.ndarray, truth: torch.Tensor, chunk
     batch = decode_points(segmenter.model, encoded, points, pred_iou_thresh=-math.inf, stability_thresh=-math.inf,
                           stability_offset=config.stability_offset, mask_threshold=config.mask_threshold,
                           max_memory_mb=config.max_decode_memory_mb)
-    lowres = valid_region(batch.logits, encoded) > config.mask_threshold
-    (h_in, w_in), (h, w) = encoded.input_size, encoded.original_size
+    views = EncodedViews.single(encoded)
+    measure = frame_boxes if config.exact_mask_boxes else lowres_boxes  # what Segmenter._filter measures
+    boxes, approx_area = measure(batch, views, config.mask_threshold)
     areas, ious = [], []
     for start in range(0, len(batch), chunk):
         masks = upsample_to_frame(batch.logits[start:start + chunk], encoded.input_size, encoded.original_size,
                                   config.mask_threshold).cpu()
         areas.append(masks.flatten(1).sum(1))
         ious.append(mask_iou(masks, truth) if len(truth) else torch.zeros(len(masks), 0))
-    boxes = lowres_boxes_in_frame(lowres, encoded.input_size, encoded.original_size)
-    return Candidates(batch.iou.cpu(), batch.stability.cpu(), boxes.cpu(),
-                      (lowres.flatten(1).sum(1) * (16 * h * w / (h_in * w_in))).cpu(),
+    return Candidates(batch.iou.cpu(), batch.stability.cpu(), boxes.cpu(), approx_area.cpu(),
                       touches_frame_edge(boxes, encoded.original_size).cpu(), torch.cat(areas), torch.cat(ious))
 
 
