@@ -34,6 +34,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sam_ros.msg import MaskArray, Object3DArray
 
+from ..allocator import return_large_blocks_to_os
 from ..camera import PinholeCamera
 from ..config import SamRosConfig, fields_info
 from ..convert import colour_to_rgb, compressed_to_rgb, depth_image, fill_image
@@ -415,6 +416,7 @@ def main(args=None) -> None:
     except Exception as error:  # noqa: BLE001  e.g. an unreadable params file: rcl says which and why
         print(f"[FATAL] [sam_node]: cannot start ROS: {_one_line(error)}", file=sys.stderr)
         raise SystemExit(1) from None
+    return_large_blocks_to_os()  # a node runs for hours: freed frame-sized buffers go back to the OS
     node = SamNode()
     code = 0
     try:
