@@ -160,3 +160,46 @@ def test_tracker_keeps_ids_and_drops_old_tracks():
     tracker.update(masks[:0], [])
     tracker.update(masks[:0], [])
     assert tracker.update(masks[1:], [np.array([1.0, 0, 2])]) not in ([first[1]],)  # expired: new id
+
+
+def test_segment_quantiles_match_a_plain_loop():
+    from sam_ros.scene.fusion import segment_quantiles
+
+    rng = np.random.default_rng(3)
+    counts = [0, 1, 2, 7, 500, 3]  # empty, single and tiny segments too
+    index = np.repeat(np.arange(len(counts)), counts)
+    values = rng.normal(2.0, 3.0, index.size)
+    qs = [0.01, 0.5, 0.99]
+    got = segment_quantiles(index, values, len(counts), qs)
+    for i, count in enumerate(counts):
+        ranked = np.sort(values[index == i])
+        for k, q in enumerate(qs):  # nearest rank, rounded towards the median
+            rank = int(np.floor((count - 1) * q)) if q <= 0.5 else count - 1 - int(np.floor((count - 1) * (1 - q)))
+            expected = ranked[rank] if count else 0.0
+            assert got[i, k] == pytest.approx(expected, abs=1e-12)
+
+
+def test_min_area_yaw_matches_a_brute_force_search():
+    from sam_ros.scene.fusion import _min_area_yaw
+
+    rng = np.random.default_rng(4)
+    yaws = np.radians([0.0, 12.0, 37.5, 61.0, 89.0])
+    index, a, b = [], [], []
+    for i, yaw in enumerate(yaws):  # filled rectangles 0.6 x 0.2 m, turned by yaw
+        local = rng.uniform(-1, 1, (300, 2)) * [0.3, 0.1]
+        c, s = np.cos(yaw), np.sin(yaw)
+        index.append(np.full(300, i))
+        a.append(local[:, 0] * c - local[:, 1] * s)
+        b.append(local[:, 0] * s + local[:, 1] * c)
+    index, a, b = np.concatenate(index), np.concatenate(a), np.concatenate(b)
+    found = _min_area_yaw(index, a, b, len(yaws))
+    angles = np.radians(np.arange(0, 90, 0.05))
+    for i in range(len(yaws)):
+        pa, pb = a[index == i], b[index == i]
+        major = pa[:, None] * np.cos(angles) + pb[:, None] * np.sin(angles)
+        minor = -pa[:, None] * np.sin(angles) + pb[:, None] * np.cos(angles)
+        area = np.ptp(major, 0) * np.ptp(minor, 0)
+        best = angles[area.argmin()]
+        gap = abs((found[i] - best + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+        assert np.degrees(gap) < 0.2
+        assert 0 <= found[i] < np.pi / 2

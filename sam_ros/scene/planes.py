@@ -129,7 +129,10 @@ def _best_plane(xyz, band, remaining, lookup, rows, cols, rng, hypotheses):
     normals = normals[good] / norm[good, None]
     offsets_h = np.einsum("ij,ij->i", normals, a[good])
     score_pool = pool if len(pool) <= SCORE_POINTS else rng.choice(pool, SCORE_POINTS, replace=False)
-    residual = np.abs(np.einsum("pi,hi->ph", xyz[score_pool], normals) - offsets_h) / band[score_pool, None]
+    scored = xyz[score_pool].astype(np.float32)  # (P, H) distances as three broadcasts: no BLAS threads to spin
+    along = normals.astype(np.float32).T
+    residual = np.abs(scored[:, 0:1] * along[0] + scored[:, 1:2] * along[1] + scored[:, 2:3] * along[2]
+                      - offsets_h.astype(np.float32)) / band[score_pool, None].astype(np.float32)
     cost = np.minimum(residual, 1.0).__pow__(2).sum(0)  # MSAC: inliers cost their residual, outliers 1
     best = int(cost.argmin())
     normal, offset = normals[best], float(offsets_h[best])
@@ -140,7 +143,7 @@ def _best_plane(xyz, band, remaining, lookup, rows, cols, rng, hypotheses):
         pts, weight = xyz[inlier], 1.0 / np.square(band[inlier])
         centre = weight @ pts / weight.sum()
         rel = pts - centre
-        _, vectors = np.linalg.eigh(np.einsum("pi,pj->ij", rel * weight[:, None], rel))
+        _, vectors = np.linalg.eigh(((rel * weight[:, None])[:, :, None] * rel[:, None, :]).sum(0))
         normal = vectors[:, 0]
         offset = float(normal @ centre)
     return normal, offset
@@ -173,7 +176,7 @@ def _patch_box(points: np.ndarray, normal: np.ndarray):
     _, vectors = np.linalg.eigh(np.cov(rel_in_plane.T) + 1e-12 * np.eye(3))
     axes = np.stack([vectors[:, 2], vectors[:, 1]])  # largest variance first; vectors[:, 0] is the normal
     coords = np.einsum("pi,ki->pk", rel, axes)
-    low, high = np.percentile(coords, 2, axis=0), np.percentile(coords, 98, axis=0)
+    low, high = np.percentile(coords, [2, 98], axis=0)
     centre = centre + ((low + high) / 2) @ axes
     return centre, axes, (high - low) / 2
 

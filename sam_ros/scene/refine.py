@@ -26,8 +26,39 @@ class Refinement:
     structure: np.ndarray   # (N,) bool
     plane: np.ndarray       # (N,) int index into the planes, -1 for objects
     keep: np.ndarray        # (N, h, w) bool: the refined masks on the grid (structure masks: unchanged)
-    removed: np.ndarray     # (N, h, w) bool: what refinement took out of each mask
+    removed: np.ndarray     # (N, h, w) bool: what refinement took out of each mask (and of the cells around it)
     on_plane: np.ndarray    # (h, w) bool: grid pixels within the band of a structure plane
+    kept: MaskEntries       # the pixels of ``keep``, as a list
+    depth_coverage: np.ndarray  # (N,) fraction of each mask's grid pixels with valid depth (before refinement)
+
+
+@dataclass
+class MaskEntries:
+    """The pixels of (N, h, w) masks as one list, grouped by mask: per-mask statistics become bincounts over
+    a list as long as the masks' total area, not passes over N whole images."""
+
+    index: np.ndarray   # (E,) int64 mask of each entry, ascending
+    pixel: np.ndarray   # (E,) int64 flat grid pixel (row * w + col)
+
+    @classmethod
+    def of(cls, masks: np.ndarray) -> MaskEntries:
+        n = masks.shape[0]
+        cells = masks[0].size if n else 0
+        flat = np.flatnonzero(masks)  # flat indices are ascending: grouped by mask
+        index, pixel = np.divmod(flat, max(cells, 1))
+        return cls(index, pixel)
+
+    def select(self, chosen: np.ndarray) -> MaskEntries:
+        return MaskEntries(self.index[chosen], self.pixel[chosen])
+
+    def count(self, n: int, chosen: np.ndarray | None = None) -> np.ndarray:
+        """(n,) entries per mask (of those ``chosen``)."""
+        return np.bincount(self.index if chosen is None else self.index[chosen], minlength=n)
+
+    def dense(self, shape: tuple[int, int, int]) -> np.ndarray:
+        out = np.zeros(shape[0] * shape[1] * shape[2], bool)
+        out[self.index * (shape[1] * shape[2]) + self.pixel] = True
+        return out.reshape(shape)
 
 
 def on_planes(points: np.ndarray, z: np.ndarray, planes: list[Plane], sigma_at_1m: float, band_sigmas: float,
@@ -75,11 +106,13 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
     """Classify and refine (N, h, w) grid masks; ``prompts`` (N, 2) are their prompt pixels (x, y) on the grid."""
     n, h, w = masks.shape
     planar = on_planes(points, z, planes, sigma_at_1m, band_sigmas, min_band)
-    flat = masks.reshape(n, h * w)
+    entries = MaskEntries.of(masks)
     finite = np.isfinite(z).reshape(-1)
-    valid_count = np.count_nonzero(flat & finite, axis=1)
+    has_depth = finite[entries.pixel]
+    valid_count = entries.count(n, has_depth)
     on_each = planar.reshape(len(planes), h * w)
-    fractions = np.stack([np.count_nonzero(flat & plane, axis=1) for plane in on_each], 1) if planes else np.zeros((n, 0))
+    fractions = (np.stack([entries.count(n, plane[entries.pixel]) for plane in on_each], 1) if planes
+                 else np.zeros((n, 0)))
     fractions = fractions / np.maximum(valid_count, 1)[:, None]
     best = fractions.argmax(1) if planes else np.zeros(n, np.int64)
     px, py = _prompt_pixels(prompts, h, w)
@@ -91,46 +124,70 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
         valid_count >= min_points) & prompt_on_plane
     on_plane = planar.any(0)
 
-    regions = depth_regions(z, on_plane, jump_ratio)
-    main = _main_regions(masks, regions, prompts)
+    regions = depth_regions(z, on_plane, jump_ratio).reshape(-1)
+    region = regions[entries.pixel]
+    main = _main_regions(masks, regions.reshape(h, w), prompts, entries.index, region)
     # Removed: pixels with depth that are on a plane, beside a jump, or in another region than the prompt's.
     # Pixels without depth stay: depth says nothing about them; so does a mask with no region at all.
-    elsewhere = np.isfinite(z)[None] & (regions[None] != main[:, None, None]) & (main[:, None, None] > 0)
-    removed = elsewhere & ~structure[:, None, None]
+    owner = main[entries.index]
+    removed = has_depth & (region != owner) & (owner > 0) & ~structure[entries.index]
     # Refinement never takes a mask's depth away: one left with too few points keeps its own (what it lies on
     # is then decided from the mask as a whole).
-    left = np.count_nonzero((masks & ~removed).reshape(n, h * w) & finite, axis=1)
-    removed[(left < min_points) & (valid_count >= min_points)] = False
-    return Refinement(structure, np.where(structure, best, -1), masks & ~removed, removed, on_plane)
+    left = entries.count(n, has_depth & ~removed)
+    keeps_all = (left < min_points) & (valid_count >= min_points)
+    removed &= ~keeps_all[entries.index]
+    # A full-resolution mask also covers cells next to its grid pixels: those are cut where their grid pixel
+    # lies elsewhere too (the mask's edge bleeding onto the background).
+    ring = MaskEntries.of(_grow(masks) & ~masks)
+    ring_region, ring_owner = regions[ring.pixel], main[ring.index]
+    ring_removed = (finite[ring.pixel] & (ring_region != ring_owner) & (ring_owner > 0)
+                    & ~(structure | keeps_all)[ring.index])
+    removed_masks = entries.select(removed).dense(masks.shape) | ring.select(ring_removed).dense(masks.shape)
+    return Refinement(structure, np.where(structure, best, -1), masks & ~removed_masks, removed_masks, on_plane,
+                      entries.select(~removed), valid_count / np.maximum(entries.count(n), 1))
+
+
+def _grow(masks: np.ndarray) -> np.ndarray:
+    """(N, h, w) masks grown by one cell in all eight directions."""
+    grown = masks.copy()
+    grown[:, 1:] |= masks[:, :-1]
+    grown[:, :-1] |= masks[:, 1:]
+    rows = grown.copy()
+    grown[:, :, 1:] |= rows[:, :, :-1]
+    grown[:, :, :-1] |= rows[:, :, 1:]
+    return grown
 
 
 def refined_masks(masks: np.ndarray, removed: np.ndarray, stride: int) -> np.ndarray:
     """Full-resolution (N, H, W) masks without the grid pixels refinement removed (each covers stride^2 pixels)."""
     h, w = masks.shape[1:]
+    grid_h, grid_w = removed.shape[1:]
     out = masks.copy()
-    rows, cols = removed.any(2), removed.any(1)
-    for i in np.nonzero(rows.any(1))[0]:  # per changed mask, only the box around what it lost
-        r0, r1 = np.nonzero(rows[i])[0][[0, -1]]
-        c0, c1 = np.nonzero(cols[i])[0][[0, -1]]
-        grown = np.repeat(np.repeat(removed[i, r0:r1 + 1, c0:c1 + 1], stride, axis=0), stride, axis=1)
-        y0, x0 = r0 * stride, c0 * stride
-        y1, x1 = min(y0 + grown.shape[0], h), min(x0 + grown.shape[1], w)
-        out[i, y0:y1, x0:x1] &= ~grown[:y1 - y0, :x1 - x0]
+    index, cell = np.divmod(np.flatnonzero(removed), grid_h * grid_w)
+    rows, cols = np.divmod(cell, grid_w)
+    for dy in range(stride):  # the stride^2 full-resolution pixels of each removed grid pixel
+        for dx in range(stride):
+            y, x = rows * stride + dy, cols * stride + dx
+            inside = (y < h) & (x < w)
+            out[index[inside], y[inside], x[inside]] = False
     return out
 
 
-def _main_regions(masks: np.ndarray, regions: np.ndarray, prompts: np.ndarray) -> np.ndarray:
-    """Per mask, the region its prompt lies in, or (prompt off the mask's depth) the region covering most of it."""
+def _main_regions(masks: np.ndarray, regions: np.ndarray, prompts: np.ndarray, index: np.ndarray,
+                  region: np.ndarray) -> np.ndarray:
+    """Per mask, the region its prompt lies in, or (prompt off the mask's depth) the region covering most of it.
+
+    ``index`` and ``region`` are the mask and the region of every mask pixel (``MaskEntries``)."""
     n, h, w = masks.shape
     px, py = _prompt_pixels(prompts, h, w)
     main = regions[py, px]
-    lost = np.nonzero(~(masks[np.arange(n), py, px] & (main > 0)))[0]
-    if lost.size:
+    lost = ~(masks[np.arange(n), py, px] & (main > 0))
+    if lost.any():
         count = int(regions.max()) + 1
-        index, ys, xs = np.nonzero(masks[lost])
-        histogram = np.bincount(index * count + regions[ys, xs], minlength=lost.size * count).reshape(lost.size, count)
+        chosen = lost[index]
+        histogram = np.bincount(index[chosen] * count + region[chosen], minlength=n * count).reshape(n, count)
         histogram[:, 0] = 0
-        main[lost] = np.where(histogram.max(1) > 0, histogram.argmax(1), 0)
+        main[lost] = np.where(histogram[lost].max(1) > 0, histogram[lost].argmax(1), 0)
     return main
 
 

@@ -18,7 +18,7 @@ from ..masks import part_parents
 from .fusion import (Object3DEstimate, ObjectPoints, as_numpy_masks, back_project, check_sizes, erode,
                      estimate_objects, mad_inliers)
 from .planes import FLOOR, Plane, find_planes, mask_planes
-from .refine import refine, refined_masks
+from .refine import MaskEntries, refine, refined_masks
 from .relations import supports, table_legs
 
 PLANE_GRID_PX = 8      # planes are fitted on every 8th pixel of the frame
@@ -95,7 +95,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     parents = part_parents(refined.keep[:, ::2, ::2], refined.structure.astype(np.int64), config.part_containment)
     lap("hierarchy_ms")
 
-    cloud = _gather(grid_masks, refined.keep, refined.structure, z, points, config.erosion_px, s, min_points)
+    cloud = _gather(refined.kept, refined.structure, refined.depth_coverage, z, points, config.erosion_px, s, min_points)
     estimates = estimate_objects(cloud, min_valid_points=min_points, up=up_vec)
     _label(estimates, refined, parents, planes, config.fuse_parts)
     _planar_structure(estimates, cloud, planes, refined.plane, up_vec, camera_position, config, noise)
@@ -108,28 +108,27 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     return Scene(estimates, full_masks, cloud, planes, up_vec, timings)
 
 
-def _gather(masks: np.ndarray, keep: np.ndarray, structure: np.ndarray, z: np.ndarray, points: np.ndarray,
+def _gather(kept: MaskEntries, structure: np.ndarray, coverage: np.ndarray, z: np.ndarray, points: np.ndarray,
             erosion_px: int, stride: int, min_points: int) -> ObjectPoints:
     """Points of the refined masks (eroded where enough survive: edges carry flying depth), MAD-gated in depth.
 
     Large structure masks (the floor and walls are most of the image) use every other grid point in
     each direction: their boxes need no more, and the per-point cost of the frame halves.
     """
-    n, cells = masks.shape[0], z.size
-    finite = np.isfinite(z)
-    coverage = np.count_nonzero((masks & finite).reshape(n, cells), 1) / np.maximum(np.count_nonzero(
-        masks.reshape(n, cells), 1), 1)
-    full = keep & finite
-    sparse = np.zeros(z.shape, bool)
-    sparse[::2, ::2] = True
-    large = structure & (np.count_nonzero(full.reshape(n, cells), 1) >= 8 * min_points)
-    full[large] &= sparse
-    selected = erode(full, erosion_px // stride) if erosion_px >= stride else full  # pixels -> grid steps
-    too_few = np.count_nonzero(selected.reshape(n, cells), 1) < min_points
-    selected[too_few] = full[too_few]  # small objects keep their edge pixels
-    index, ys, xs = np.nonzero(selected)
-    inlier = mad_inliers(index, z[ys, xs], n, MAD_GATE, MIN_GATE_M)
-    return ObjectPoints.from_numpy(index[inlier], points[ys[inlier], xs[inlier]], n, coverage)
+    n, w = len(structure), z.shape[1]
+    full = kept.select(np.isfinite(z).reshape(-1)[kept.pixel])
+    rows, cols = np.divmod(full.pixel, w)
+    large = structure & (full.count(n) >= 8 * min_points)
+    selected = full = full.select(~large[full.index] | ((rows % 2 == 0) & (cols % 2 == 0)))
+    if erosion_px >= stride:  # pixels -> grid steps
+        dense = full.dense((n, *z.shape))
+        eroded = erode(dense, erosion_px // stride)
+        too_few = np.count_nonzero(eroded.reshape(n, -1), 1) < min_points
+        eroded[too_few] = dense[too_few]  # small objects keep their edge pixels
+        selected = MaskEntries.of(eroded)
+    depth = z.reshape(-1)[selected.pixel]
+    inlier = mad_inliers(selected.index, depth, n, MAD_GATE, MIN_GATE_M)
+    return ObjectPoints.from_numpy(selected.index[inlier], points.reshape(-1, 3)[selected.pixel[inlier]], n, coverage)
 
 
 def _label(estimates: list[Object3DEstimate], refined, parents: np.ndarray, planes: list[Plane],
