@@ -186,13 +186,13 @@ def check_sizes(mask_shape: tuple, depth_shape: tuple, camera: PinholeCamera) ->
 def back_project(z: np.ndarray, rays: np.ndarray, transform: np.ndarray | None) -> np.ndarray:
     """(P, 3) points in the output frame from depths (P,) and normalised rays (P, 2)."""
     z = np.asarray(z, dtype=np.float64)
-    points = np.stack([rays[..., 0] * z, rays[..., 1] * z, z], axis=-1)
     if transform is None:
-        return points
+        return np.stack([rays[..., 0] * z, rays[..., 1] * z, z], axis=-1)
     transform = np.asarray(transform, dtype=np.float64)
-    rotation = transform[:3, :3]  # three broadcasts, not a matrix product: BLAS threads spin on a busy CPU
-    return (points[..., 0:1] * rotation[:, 0] + points[..., 1:2] * rotation[:, 1] + points[..., 2:3] * rotation[:, 2]
-            + transform[:3, 3])
+    rotation = transform[:3, :3]  # broadcasts, not a matrix product: BLAS threads spin on a busy CPU
+    # R (x z, y z, z) + t = z (x R0 + y R1 + R2) + t: the rotated ray, scaled by depth
+    x, y = rays[..., 0:1], rays[..., 1:2]
+    return z[..., None] * (x * rotation[:, 0] + y * rotation[:, 1] + rotation[:, 2]) + transform[:3, 3]
 
 
 def mad_inliers(index: np.ndarray, z: np.ndarray, n: int, gate: float, min_gate: float) -> np.ndarray:

@@ -67,11 +67,10 @@ def on_planes(points: np.ndarray, z: np.ndarray, planes: list[Plane], sigma_at_1
     if not planes:
         return np.zeros((0, *z.shape), bool)
     band = plane_band(z, sigma_at_1m, band_sigmas, min_band)
-    normals = np.stack([p.normal for p in planes])
-    offsets = np.array([p.offset for p in planes])
-    with np.errstate(invalid="ignore"):
-        distance = np.abs(np.einsum("hwc,kc->khw", points, normals) - offsets[:, None, None])
-        return distance <= band
+    x, y, z3 = points[..., 0], points[..., 1], points[..., 2]
+    with np.errstate(invalid="ignore"):  # three broadcasts per plane: far faster than einsum, no BLAS threads
+        return np.stack([np.abs(x * p.normal[0] + y * p.normal[1] + z3 * p.normal[2] - p.offset) <= band
+                         for p in planes])
 
 
 def depth_regions(z: np.ndarray, excluded: np.ndarray, jump_ratio: float) -> np.ndarray:
