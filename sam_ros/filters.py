@@ -6,6 +6,7 @@ on single pixels), but only the masks that survive are ever kept at the camera's
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -137,6 +138,56 @@ def upsample_to_frame(logits: torch.Tensor, input_size: tuple[int, int], origina
     for start in range(0, logits.shape[0], chunk):
         out[start:start + chunk] = torch.matmul(rows, logits[start:start + chunk].float() @ cols_t) > mask_threshold
     return out
+
+
+def upsampled_boxes(logits: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int],
+                    mask_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes (K, 4, inclusive; zeros when empty) and areas (K,) of ``upsample_to_frame``'s masks, each computed
+    over its own window of the frame.
+
+    Bilinear weights are non-negative and sum to one, so a frame pixel exceeds the threshold only if a low-res
+    cell it is interpolated from does: outside the frame rows and columns that touch a mask's positive cells
+    nothing is set. A candidate then costs its window's area, not the whole frame's (most are small). One
+    loop step per mask: for the CPU; a GPU measures them all in one batched product.
+    """
+    h, w = original_size
+    lowres = logits.shape[-1]
+    rows = _axis_matrix(lowres, 4 * lowres, input_size[0], h)
+    cols = _axis_matrix(lowres, 4 * lowres, input_size[1], w)
+    row_reach, row_taps = _reach(rows)
+    col_reach, col_taps = _reach(cols)
+    positive = logits > mask_threshold
+    positive &= (row_reach[0] >= 0)[:, None] & (col_reach[0] >= 0)[None, :]  # padding cells reach no pixel
+    has_rows, has_cols = positive.any(2).numpy(), positive.any(1).numpy()
+    boxes, areas = np.zeros((len(logits), 4), np.float32), np.zeros(len(logits), np.float32)
+    for k in np.nonzero(has_rows.any(1))[0]:
+        (y0, y1), (a, b) = _window(has_rows[k], row_reach, row_taps)
+        (x0, x1), (c, d) = _window(has_cols[k], col_reach, col_taps)
+        values = rows[y0:y1 + 1, a:b + 1] @ logits[k, a:b + 1, c:d + 1].float() @ cols[x0:x1 + 1, c:d + 1].T
+        mask = (values > mask_threshold).numpy()
+        ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        if ys.size:
+            boxes[k] = (x0 + xs[0], y0 + ys[0], x0 + xs[-1], y0 + ys[-1])
+            areas[k] = np.count_nonzero(mask)
+    return torch.from_numpy(boxes), torch.from_numpy(areas)
+
+
+def _reach(matrix: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """For a resize matrix (frame, lowres): per low-res cell the first and last frame pixel it reaches (-1: none),
+    and per frame pixel its first and last low-res tap."""
+    nonzero = (matrix != 0).numpy()
+    first_pixel = np.where(nonzero.any(0), nonzero.argmax(0), -1)
+    last_pixel = np.where(nonzero.any(0), nonzero.shape[0] - 1 - nonzero[::-1].argmax(0), -1)
+    first_tap = nonzero.argmax(1)
+    last_tap = nonzero.shape[1] - 1 - nonzero[:, ::-1].argmax(1)
+    return np.stack([first_pixel, last_pixel]), np.stack([first_tap, last_tap])
+
+
+def _window(positive: np.ndarray, reach: np.ndarray, taps: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Along one axis: the frame pixels that positive cells reach, and the low-res taps those pixels read."""
+    cells = np.flatnonzero(positive)
+    start, stop = int(reach[0, cells].min()), int(reach[1, cells].max())
+    return (start, stop), (int(taps[0, start:stop + 1].min()), int(taps[1, start:stop + 1].max()))
 
 
 def _linear_resize_matrix(n_in: int, n_out: int) -> torch.Tensor:

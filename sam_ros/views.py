@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .datatypes import EncodedImage, EncodedViews, MaskBatch
-from .filters import lowres_boxes_in_frame, masks_to_boxes, upsample_to_frame
+from .filters import lowres_boxes_in_frame, masks_to_boxes, upsample_to_frame, upsampled_boxes
 from .prompts.grid import build_point_grid
 
 
@@ -114,10 +114,16 @@ def frame_boxes(batch: MaskBatch, views: EncodedViews, mask_threshold: float, ch
     for i, view in _present(views, mask_views):
         index = torch.nonzero(mask_views == i).squeeze(1)
         x0, y0 = view.box[:2]
+        offset = boxes.new_tensor([x0, y0, x0, y0])
+        if boxes.device.type == "cpu":  # per mask over its own window: most candidates are small
+            view_boxes, view_areas = upsampled_boxes(batch.logits[index], view.input_size, view.view_size,
+                                                     mask_threshold)
+            boxes[index], areas[index] = view_boxes + offset, view_areas
+            continue
         for start in range(0, len(index), chunk):
             part = index[start:start + chunk]
             masks = upsample_to_frame(batch.logits[part], view.input_size, view.view_size, mask_threshold)
-            boxes[part] = masks_to_boxes(masks) + boxes.new_tensor([x0, y0, x0, y0])
+            boxes[part] = masks_to_boxes(masks) + offset
             areas[part] = masks.flatten(1).sum(1).float()
     return boxes, areas
 

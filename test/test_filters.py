@@ -81,3 +81,24 @@ def test_nms_waits_for_the_device_a_logarithmic_number_of_times(monkeypatch):
     monkeypatch.setattr(torch, "equal", lambda a, b: checks.append(1) or equal(a, b))
     assert nms(boxes, scores, 0.3).tolist() == greedy_nms(boxes, scores.tolist(), 0.3) == list(range(0, n, 2))
     assert len(checks) <= 8  # log2(64) + 2
+
+
+@pytest.mark.parametrize("lowres, input_size, frame", [(64, (192, 256), (480, 640)), (64, (256, 171), (640, 427)),
+                                                       (256, (768, 1024), (480, 640))])
+def test_windowed_boxes_and_areas_match_the_full_upsampling(lowres, input_size, frame):
+    from sam_ros.filters import upsampled_boxes
+
+    rng = torch.Generator().manual_seed(lowres + frame[0])
+    yy, xx = torch.meshgrid(torch.arange(lowres), torch.arange(lowres), indexing="ij")
+    centre = torch.randint(0, lowres, (12, 2, 1, 1), generator=rng)
+    radius = torch.randint(1, lowres // 2, (12, 1, 1), generator=rng)
+    noise = torch.randn(12, lowres, lowres, generator=rng)
+    inside = (yy - centre[:, 0]) ** 2 + (xx - centre[:, 1]) ** 2 < radius ** 2
+    logits = torch.where(inside, 1.0, -1.0) + 0.8 * noise  # blobs of every size with ragged edges and specks
+    logits[0] = -3.0  # an empty mask
+    logits[1] = -3.0
+    logits[1, -2:, -2:] = 5.0  # positive only in the padding, which reaches no frame pixel
+    masks = upsample_to_frame(logits, input_size, frame, 0.0)
+    boxes, areas = upsampled_boxes(logits, input_size, frame, 0.0)
+    assert torch.equal(boxes, masks_to_boxes(masks))
+    assert torch.equal(areas, masks.flatten(1).sum(1).float())
