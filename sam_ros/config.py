@@ -108,8 +108,9 @@ class SamRosConfig:
                                        "mask (OpenCV connected components), then rerun NMS; 0 = off",
                                        low=0, high=100_000_000, dynamic=True)
     exact_mask_boxes: bool = _param(True, "Measure the boxes that NMS and the crop-edge filter use on exactly upsampled "
-                                    "masks (segment-anything's choices; ~2-10 ms per candidate mask on a CPU); false = "
-                                    "from the low-res masks, cheaper, may keep a different one of two near-duplicates",
+                                    "masks (segment-anything's choices; on a CPU ~0.5 ms per candidate, over its own "
+                                    "window); false = from the low-res masks, cheaper, may keep a different one of two "
+                                    "near-duplicates",
                                     dynamic=True)
     adaptive_density: bool = _param(False, "Grid prompts: decode the grid_size grid first, then points of a denser "
                                     "grid only where its masks leave the frame uncovered or overlap heavily",
