@@ -163,7 +163,9 @@ def upsampled_boxes(logits: torch.Tensor, input_size: tuple[int, int], original_
     for k in np.nonzero(has_rows.any(1))[0]:
         (y0, y1), (a, b) = _window(has_rows[k], row_reach, row_taps)
         (x0, x1), (c, d) = _window(has_cols[k], col_reach, col_taps)
-        values = rows[y0:y1 + 1, a:b + 1] @ logits[k, a:b + 1, c:d + 1].float() @ cols[x0:x1 + 1, c:d + 1].T
+        left, cells, right = rows[y0:y1 + 1, a:b + 1], logits[k, a:b + 1, c:d + 1].float(), cols[x0:x1 + 1, c:d + 1].T
+        # The window-sized product dominates; its inner size is the cells' width (left first) or height.
+        values = left @ cells @ right if d - c <= b - a else left @ (cells @ right)
         mask = (values > mask_threshold).numpy()
         ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         if ys.size:
