@@ -40,6 +40,10 @@ MODES = {
     "grid 16 + crop 1": {"grid_size": 16, "crop_n_layers": 1},
     "multi-scale 1, 1.5": {"grid_size": 16, "scales": "1.5"},
     "adaptive 16 -> 32": {"grid_size": 16, "adaptive_density": True, "adaptive_dense_grid": 32},
+    "adaptive 8 -> 16 + crop 1": {"grid_size": 8, "adaptive_density": True, "adaptive_dense_grid": 16,
+                                  "crop_n_layers": 1},
+    "adaptive 16 -> 32 + crop 1/2": {"grid_size": 16, "adaptive_density": True, "adaptive_dense_grid": 32,
+                                     "crop_n_layers": 1, "crop_n_points_downscale_factor": 2},
     "AoP": {"prompt_mode": "aop"},
 }
 
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-reference", action="store_true", help="skip the reference AMG run")
+    parser.add_argument("--modes", help="';'-separated subset of the modes (grid 32 is always run: the yardstick)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, _ = load_sam(args.checkpoint)
@@ -82,9 +87,11 @@ def main() -> None:
                                                  ("stability_thresh", args.stability_thresh)) if value is not None}
     base = SamRosConfig.from_yaml(args.params).replace(checkpoint=args.checkpoint, device="cpu", dtype="float32",
                                                        **overrides)
-    segmenters = {name: Segmenter(base.replace(**changes), model) for name, changes in MODES.items()}
+    modes = MODES if not args.modes else {name: MODES[name] for name in MODES
+                                          if name in args.modes.split(";") or name == "grid 32"}
+    segmenters = {name: Segmenter(base.replace(**changes), model) for name, changes in modes.items()}
     rows = {name: {"ious": [], "areas": [], "masks": 0, "prompts": 0, "decode_ms": 0.0, "total_ms": 0.0}
-            for name in MODES}
+            for name in modes}
     frames = list(scenes(args.scenes, args.style))
     for scene in frames:
         truth_np, _ = scene.masks()
@@ -102,7 +109,7 @@ def main() -> None:
     print(f"{n} held-out {args.style} scenes at 640x480, checkpoint {args.checkpoint}, pred_iou_thresh {base.pred_iou_thresh}, "
           f"stability_thresh {base.stability_thresh}, CPU fp32, {args.threads} threads, CPU flags: {cpu_flags()}, "
           f"load average {os.getloadavg()[0]:.1f}; per frame:")
-    header = "mode".ljust(22) + "".join(f"  recall {b[2]:>8}" for b in BUCKETS) + "  masks/obj  prompts  decode ms  total ms"
+    header = "mode".ljust(28) + "".join(f"  recall {b[2]:>8}" for b in BUCKETS) + "  masks/obj  prompts  decode ms  total ms"
     print(header)
     grid32 = rows["grid 32"]["decode_ms"]
     for name, row in rows.items():
@@ -111,9 +118,9 @@ def main() -> None:
         for low, high, _ in BUCKETS:
             inside = (areas >= low) & (areas < high)
             recalls.append(f"{(ious[inside] >= 0.5).mean():16.3f} " if inside.any() else f"{'-':>16} ")
-        print(name.ljust(22) + "".join(recalls) + f"{row['masks'] / len(ious):10.2f} {row['prompts'] / n:8.0f} "
+        print(name.ljust(28) + "".join(recalls) + f"{row['masks'] / len(ious):10.2f} {row['prompts'] / n:8.0f} "
               f"{row['decode_ms'] / n:10.0f} {row['total_ms'] / n:9.0f}   (decode {row['decode_ms'] / grid32:.2f}x grid 32)")
-    counts = np.concatenate(rows["grid 16"]["areas"])
+    counts = np.concatenate(rows["grid 32"]["areas"])
     print("objects per bucket: " + ", ".join(f"{b[2]}: {int(((counts >= b[0]) & (counts < b[1])).sum())}"
                                              for b in BUCKETS))
     if not args.no_reference:
