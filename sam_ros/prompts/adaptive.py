@@ -3,9 +3,10 @@
 A dense point is decoded when the sparse pass left its cell uncovered (something the sparse grid
 stepped over, often a small object) or when at least ``overlap`` distinct sparse masks cover it (a
 cluttered region whose parts the sparse masks did not separate). Elsewhere the sparse masks already
-explain the image and dense prompts would only repeat them. With crop layers or scales, the same
-rule gates the other views' grid points (``needed``): a crop's prompts are decoded only where the
-frame's sparse masks fall short, so its zoomed view is spent on what the frame could not resolve.
+explain the image and dense prompts would only repeat them. With crop layers or scales every view
+does the same with its own masks (``needed_in_views``): a crop's dense points go where the crop's
+sparse masks fall short, judged at the crop's zoom, where a small object spans several low-res cells
+instead of one.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class AdaptiveGridPrompts(PromptStrategy):
         self.overlap, self.mask_threshold, self.nms_thresh = overlap, mask_threshold, nms_thresh
 
     def needed(self, points: torch.Tensor, sparse: MaskBatch, encoded: EncodedImage) -> torch.Tensor:
-        """Which ``points`` (N, 2 frame pixels, of any view) the ``sparse`` masks of the frame leave unexplained."""
+        """Which ``points`` (N, 2 frame pixels) the ``sparse`` masks of the same view leave unexplained."""
         return needs_dense(points, sparse.logits, sparse.iou, encoded, self.overlap, self.mask_threshold,
                            self.nms_thresh)
 
