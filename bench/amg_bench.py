@@ -6,7 +6,9 @@ Held-out synthetic 640x480 scenes with 2-4 small items of ~100-1000 px each: ``-
 default: the first renderer's look, which the shipped model was trained on, plus small items) or
 ``--style rich`` (rooms, tables, textures, shadows; the shipped model does not segment them yet);
 the model's operating point (--params). Per mode: recall@0.5 of the visible objects per size bucket
-(< 500, 500-2000, > 2000 px), masks kept per object, prompts, decode and total time per frame. Then the
+(< 500, 500-2000, > 2000 px), masks kept per object, prompts, decode and total time per frame, and the
+share of small objects (< 500 px) that any decoded prompt lands on (a miss with a prompt on the object
+is the model's, one without is the prompts'). Then the
 reference AMG (segment-anything's, around the same model) with the crop settings of "grid 16 + crop 1",
 on one scene, against ours on that scene: a speed ratio measured in the same run. Not a test: timings
 depend on the machine (its CPU flags are printed).
@@ -62,6 +64,27 @@ def scenes(count: int, style: str):
         yield render(sample_scene(rng, style=style, n_small=(2, 4)), Intrinsics.default(640, 480))
 
 
+def record_prompts(store: list) -> None:
+    """Keep every prompt the pipeline decodes (frame pixels) in ``store``: whether a small object was missed
+    for want of a prompt on it or despite one."""
+    import sam_ros.pipeline as pipeline
+    decode_points = pipeline.decode_points
+
+    def recording(model, encoded, points, **kwargs):
+        store.append(points.detach().cpu())
+        return decode_points(model, encoded, points, **kwargs)
+    pipeline.decode_points = recording
+
+
+def prompted(points: list, truth: torch.Tensor) -> np.ndarray:
+    """Whether any of the ``points`` lands on each true object."""
+    if not points:
+        return np.zeros(len(truth), bool)
+    height, width = truth.shape[1:]
+    xy = torch.cat(points).round().long()
+    return truth[:, xy[:, 1].clamp(0, height - 1), xy[:, 0].clamp(0, width - 1)].any(1).numpy()
+
+
 def score(result, truth: torch.Tensor) -> np.ndarray:
     """Best IoU of each true object with any kept mask."""
     if len(result) == 0:
@@ -90,16 +113,20 @@ def main() -> None:
     modes = MODES if not args.modes else {name: MODES[name] for name in MODES
                                           if name in args.modes.split(";") or name == "grid 32"}
     segmenters = {name: Segmenter(base.replace(**changes), model) for name, changes in modes.items()}
-    rows = {name: {"ious": [], "areas": [], "masks": 0, "prompts": 0, "decode_ms": 0.0, "total_ms": 0.0}
-            for name in modes}
+    rows = {name: {"ious": [], "areas": [], "prompted": [], "masks": 0, "prompts": 0, "decode_ms": 0.0,
+                   "total_ms": 0.0} for name in modes}
+    decoded: list[torch.Tensor] = []
+    record_prompts(decoded)
     frames = list(scenes(args.scenes, args.style))
     for scene in frames:
         truth_np, _ = scene.masks()
         truth = torch.from_numpy(truth_np[truth_np.reshape(len(truth_np), -1).sum(1) >= 50])
         for name, segmenter in segmenters.items():
+            decoded.clear()
             result = segmenter.segment(scene.rgb)
             row = rows[name]
             row["ious"].append(score(result, truth))
+            row["prompted"].append(prompted(decoded, truth))
             row["areas"].append(truth.flatten(1).sum(1).numpy())
             row["masks"] += len(result)
             row["prompts"] += result.num_prompts
@@ -109,7 +136,8 @@ def main() -> None:
     print(f"{n} held-out {args.style} scenes at 640x480, checkpoint {args.checkpoint}, pred_iou_thresh {base.pred_iou_thresh}, "
           f"stability_thresh {base.stability_thresh}, CPU fp32, {args.threads} threads, CPU flags: {cpu_flags()}, "
           f"load average {os.getloadavg()[0]:.1f}; per frame:")
-    header = "mode".ljust(28) + "".join(f"  recall {b[2]:>8}" for b in BUCKETS) + "  masks/obj  prompts  decode ms  total ms"
+    header = ("mode".ljust(28) + "".join(f"  recall {b[2]:>8}" for b in BUCKETS)
+              + "  masks/obj  prompts  decode ms  total ms  <500 with a prompt on it")
     print(header)
     grid32 = rows["grid 32"]["decode_ms"]
     for name, row in rows.items():
@@ -118,8 +146,10 @@ def main() -> None:
         for low, high, _ in BUCKETS:
             inside = (areas >= low) & (areas < high)
             recalls.append(f"{(ious[inside] >= 0.5).mean():16.3f} " if inside.any() else f"{'-':>16} ")
+        small = np.concatenate(row["prompted"])[areas < BUCKETS[0][1]]
         print(name.ljust(28) + "".join(recalls) + f"{row['masks'] / len(ious):10.2f} {row['prompts'] / n:8.0f} "
-              f"{row['decode_ms'] / n:10.0f} {row['total_ms'] / n:9.0f}   (decode {row['decode_ms'] / grid32:.2f}x grid 32)")
+              f"{row['decode_ms'] / n:10.0f} {row['total_ms'] / n:9.0f}  {small.mean() if small.size else float('nan'):.3f}"
+              f"   (decode {row['decode_ms'] / grid32:.2f}x grid 32)")
     counts = np.concatenate(rows["grid 32"]["areas"])
     print("objects per bucket: " + ", ".join(f"{b[2]}: {int(((counts >= b[0]) & (counts < b[1])).sum())}"
                                              for b in BUCKETS))
