@@ -1,6 +1,7 @@
 """Small objects: grids, crop layers, scales, adaptive density and AoP on held-out scenes with small items.
 
     python bench/amg_bench.py [--style classic|rich] [--checkpoint bundled] [--scenes 12] [--threads 2] [--no-reference]
+                               [--modes "grid 16;adaptive 8 -> 16 + crop 1"]
 
 Held-out synthetic 640x480 scenes with 2-4 small items of ~100-1000 px each: ``--style classic`` (the
 default: the first renderer's look, which the shipped model was trained on, plus small items) or
