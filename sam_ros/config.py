@@ -113,7 +113,8 @@ class SamRosConfig:
                                     "near-duplicates",
                                     dynamic=True)
     adaptive_density: bool = _param(False, "Grid prompts: decode the grid_size grid first, then points of a denser "
-                                    "grid only where its masks leave the frame uncovered or overlap heavily",
+                                    "grid only where its masks leave the frame uncovered or overlap heavily (with crop "
+                                    "layers or scales, in every view by that view's own masks)",
                                     dynamic=True)
     adaptive_dense_grid: int = _param(32, "Adaptive density: points per side of the dense grid", low=2, high=128,
                                       dynamic=True)

@@ -233,11 +233,18 @@ class Segmenter:
         prompts = []
         pending = [view_points(views, self._point_grids(config))]  # the other views' prompts, not yet decoded
         other_views: list[MaskBatch] = []
+        adaptive = self.strategy if isinstance(self.strategy, AdaptiveGridPrompts) and len(views) > 1 else None
+        if adaptive is not None:  # the other views' dense points, decoded after their sparse ones where needed
+            pending.insert(0, view_points(views, layer_point_grids(config.adaptive_dense_grid, config.crop_n_layers,
+                                                                   config.crop_n_points_downscale_factor)))
 
         def decode(points: torch.Tensor) -> MaskBatch:
             view_index = None
-            if pending and len(pending[0][0]):
+            if pending and len(pending[-1][0]):
                 extra, extra_views = pending.pop()
+                if adaptive is not None and other_views:
+                    needed = adaptive.needed_in_views(extra, extra_views, other_views[0], views)
+                    extra, extra_views = extra[needed], extra_views[needed]
                 view_index = torch.cat([torch.zeros(len(points), dtype=torch.long, device=extra_views.device),
                                         extra_views])
                 points = torch.cat([points.to(extra), extra])
@@ -255,8 +262,8 @@ class Segmenter:
 
         with timer.stage("prompts_ms"):
             batch = self.strategy.propose(views.views[0], decode)
-            if pending and len(pending[0][0]):  # the strategy decoded nothing
-                decode(pending[0][0].new_empty(0, 2))
+            while pending and len(pending[-1][0]):  # the strategy made fewer decoder calls than the views need
+                decode(pending[-1][0].new_empty(0, 2))
             batch = MaskBatch.cat([batch, *other_views]) if other_views else batch
         with timer.stage("filter_ms"):
             batch = self._filter(batch, views)

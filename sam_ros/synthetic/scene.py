@@ -163,12 +163,16 @@ def sample_scene(rng: np.random.Generator, n_objects: tuple[int, int] | None = N
                  camera_pitch=(0.2, 0.5), camera_height=(0.8, 1.3), style: str = "classic", **rich) -> SceneSpec:
     """Random, non-overlapping objects standing on the floor between ``depth_range`` metres.
 
+    Classic keywords ``n_small`` (a count range) and ``small_area_px`` add small items
+    (``small_items.py``), drawn after the rest so that the scene is otherwise that of the same seed.
+
     ``style="rich"`` draws from ``rich.sample_rich_scene`` instead (keyword arguments go to it;
     ``n_objects`` is passed on when given, the classic ranges are not).
     """
     if style == "rich":
         from .rich import sample_rich_scene
         return sample_rich_scene(rng, **rich) if n_objects is None else sample_rich_scene(rng, n_objects=n_objects, **rich)
+    small = {name: rich.pop(name) for name in ("n_small", "small_area_px") if name in rich}
     if style != "classic" or rich:
         raise ValueError(f"unknown style {style!r} or arguments {sorted(rich)} for the classic style")
     n_objects = n_objects or (3, 6)
@@ -203,7 +207,7 @@ def sample_scene(rng: np.random.Generator, n_objects: tuple[int, int] | None = N
             texture=OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))],
             tint=tuple(float(t) for t in rng.uniform(0.6, 1.2, 3)),
             texture_offset=tuple(float(t) for t in rng.uniform(0, 1, 2))))
-    return SceneSpec(
+    spec = SceneSpec(
         objects=tuple(objects), camera_height=height, camera_pitch=pitch,
         wall_distance=float(rng.uniform(3.8, 5.5)),
         floor_texture=FLOOR_TEXTURES[int(rng.integers(len(FLOOR_TEXTURES)))],
@@ -211,3 +215,9 @@ def sample_scene(rng: np.random.Generator, n_objects: tuple[int, int] | None = N
         floor_tint=tuple(float(t) for t in rng.uniform(0.5, 1.0, 3)),
         wall_tint=tuple(float(t) for t in rng.uniform(0.5, 1.0, 3)),
         light=(float(rng.uniform(-0.6, 0.6)), -1.0, float(rng.uniform(-0.8, -0.2))))
+    if not small:
+        return spec
+    from .small_items import add_small_items
+    n_small = small.get("n_small", (0, 0))
+    return add_small_items(spec, rng, int(rng.integers(n_small[0], n_small[1] + 1)),
+                           small.get("small_area_px", (100.0, 1000.0)), depth_range)
