@@ -123,7 +123,7 @@ def end_to_end_table(args, dtypes: list[str], weights: Path) -> None:
     print(f"\nend to end (segment + fuse + track), {args.width}x{args.height} RGB-D, {args.frames} frames of a moving "
           f"sequence, rescan_every {SamRosConfig().rescan_every}{', after one warm-up frame' if args.warm_up else ''}")
     print(f"{'model':<12} {'dtype':<5} {'prompts':<17} {'prompts/frame':>13} {'encoder ms':>10} {'decode ms':>10} "
-          f"{'scene ms':>10} {'frame ms':>9} {'FPS':>6}")
+          f"{'filter ms':>10} {'scene ms':>10} {'frame ms':>9} {'FPS':>6}")
     grid = args.grids[0]
     modes = {f"grid {grid}": {}, "AoP": {"prompt_mode": "aop"}, "temporal (grid)": {"temporal_prompts": True}}
     # The shipped model at its own thresholds (its params file), MobileSAM at SAM's.
@@ -142,13 +142,15 @@ def end_to_end_table(args, dtypes: list[str], weights: Path) -> None:
                 rows, start = [], time.perf_counter()
                 for frame in frames:
                     out = segmenter.run(frame.scene.rgb, frame.depth_mm, camera)
-                    rows.append((out.segmentation.num_prompts, out.timings_ms["encoder_ms"], out.timings_ms["decode_ms"],
-                                 out.timings_ms["scene_ms"]))
+                    timings = out.timings_ms
+                    rows.append((out.segmentation.num_prompts, timings["encoder_ms"], timings["decode_ms"],
+                                 timings["filter_ms"], timings["scene_ms"]))
                 synchronize(args.device)
                 seconds = time.perf_counter() - start
-                prompts, encoder, decode, scene = (float(np.median(c)) for c in zip(*rows))
+                prompts, encoder, decode, mask_filter, scene = (float(np.median(c)) for c in zip(*rows))
                 print(f"{label:<12} {DTYPE_NAMES[dtype]:<5} {mode:<17} {np.mean([r[0] for r in rows]):>13.0f} "
-                      f"{encoder:>10.0f} {decode:>10.0f} {scene:>10.0f} {1000 * seconds / len(rows):>9.0f} "
+                      f"{encoder:>10.0f} {decode:>10.0f} {mask_filter:>10.0f} {scene:>10.0f} "
+                      f"{1000 * seconds / len(rows):>9.0f} "
                       f"{len(rows) / seconds:>6.2f}", flush=True)
 
 
