@@ -4,11 +4,14 @@ A track keeps only what matching and temporal prompts need: its box, its last va
 downsampled mask (``TRACK_MASK_SIDE`` cells on the long side, on the host) and its image motion. It
 never holds a frame's mask tensor, so no GPU memory outlives the frame that made it.
 
-Matching is greedy over a cost: 3D centroid distance when both have valid depth (gated by
-``max_distance``), otherwise 1 - mask IoU of the downsampled masks (gated by ``min_iou``). A mask made
-by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows it
-(the best claimant wins); the rest are matched as above. Unmatched objects start new tracks; tracks
-unseen for more than ``max_age`` frames end.
+Each track predicts where it is now at constant velocity: its centroid moved by its 3D velocity, its
+downsampled mask shifted by its image motion (per frame, times the frames since it was seen).
+Matching is greedy over a cost: distance from the predicted centroid when both have valid depth
+(gated by ``max_distance``), otherwise 1 - IoU with the shifted mask (gated by ``min_iou``). A mask
+made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
+it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
+neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
+above. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
 """
 from __future__ import annotations
 
@@ -30,6 +33,22 @@ class Track:
     age: int = 0                  # frames since last seen
     motion: np.ndarray | None = None  # image motion of the mask's centre, frame pixels per frame (x, y)
     prompt: np.ndarray | None = None  # the point prompt that produced its last mask, frame pixels (x, y)
+    velocity: np.ndarray | None = None  # 3D motion of the centroid per frame (metres)
+
+    def predicted_centroid(self) -> np.ndarray | None:
+        """Where the centroid is expected now: moved at constant velocity over the frames since seen."""
+        if self.centroid is None or self.velocity is None:
+            return self.centroid
+        return self.centroid + self.velocity * (1 + self.age)
+
+    def predicted_mask(self, frame_size: tuple[int, int]) -> torch.Tensor:
+        """The downsampled mask shifted by the image motion over the frames since seen (whole cells);
+        ``frame_size`` (H, W) in pixels."""
+        if self.motion is None:
+            return self.mask
+        cells = np.array([self.mask.shape[1] / frame_size[1], self.mask.shape[0] / frame_size[0]])
+        dx, dy = np.rint(self.motion * (1 + self.age) * cells).astype(int)
+        return shift_mask(self.mask, int(dx), int(dy))
 
 
 def compact_masks(masks: torch.Tensor, side: int = TRACK_MASK_SIDE) -> torch.Tensor:
@@ -48,6 +67,17 @@ def compact_masks(masks: torch.Tensor, side: int = TRACK_MASK_SIDE) -> torch.Ten
     best = (pooled == pooled.flatten(1).amax(1)[:, None, None]) & (pooled > 0)
     compact = torch.where(compact.flatten(1).any(1)[:, None, None], compact, best)
     return compact.cpu()
+
+
+def shift_mask(mask: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """(h, w) mask moved by (dx, dy) cells; what leaves the grid is dropped, what enters is empty."""
+    h, w = mask.shape
+    out = torch.zeros_like(mask)
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = mask[max(-dy, 0):h - max(dy, 0),
+                                                                       max(-dx, 0):w - max(dx, 0)]
+    return out
 
 
 def mask_boxes(masks: torch.Tensor, frame_size: tuple[int, int]) -> np.ndarray:
@@ -111,12 +141,13 @@ class ObjectTracker:
         compact = compact_masks(masks)
         boxes = mask_boxes(compact, frame_size)
         self._points = prompts.detach().float().cpu().numpy() if prompts is not None else None
-        cost = self._cost(compact, centroids)
+        overlap = self._overlap(compact)
+        cost = self._cost(overlap, centroids)
         ids = [0] * n
         matched: set[int] = set()
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
         claimed = [(i, index_of[c]) for i, ids_i in enumerate(claims or []) for c in ids_i if c in index_of]
-        claimed_cost = np.array([cost[i, j] for i, j in claimed])
+        claimed_cost = np.array([cost[i, j] if overlap[i, j] >= self.min_iou else np.inf for i, j in claimed])
         for k in np.argsort(claimed_cost, kind="stable"):  # the best claimant of a track keeps its id
             i, j = claimed[k]
             if np.isfinite(claimed_cost[k]) and not ids[i] and j not in matched:
@@ -172,23 +203,30 @@ class ObjectTracker:
         track = self.tracks[j]
         centre_before, centre_now = _box_centre(track.box), _box_centre(boxes[i])
         motion = (centre_now - centre_before) / (1 + track.age)
+        velocity = track.velocity
+        if centroids[i] is not None and track.centroid is not None:
+            velocity = (centroids[i] - track.centroid) / (1 + track.age)
         self.tracks[j] = Track(track.id, centroids[i] if centroids[i] is not None else track.centroid,
-                               compact[i], boxes[i], 0, motion, self._prompt(i))
+                               compact[i], boxes[i], 0, motion, self._prompt(i), velocity)
         return track.id
 
     def _prompt(self, i: int) -> np.ndarray | None:
         return None if self._points is None else self._points[i]
 
-    def _cost(self, compact: torch.Tensor, centroids: list[np.ndarray | None]) -> np.ndarray:
-        n = compact.shape[0]
+    def _overlap(self, compact: torch.Tensor) -> np.ndarray:
+        """(N, tracks) IoU of this frame's compact masks with each track's predicted (shifted) mask."""
+        if not len(compact) or not self.tracks:
+            return np.zeros((len(compact), len(self.tracks)))
+        return self._mask_iou(compact, torch.stack([t.predicted_mask(self.frame_size) for t in self.tracks]))
+
+    def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None]) -> np.ndarray:
+        n = iou.shape[0]
         cost = np.full((n, len(self.tracks)), np.inf)
-        if not n or not self.tracks:
-            return cost
-        iou = self._mask_iou(compact, torch.stack([t.mask for t in self.tracks]))
         for j, track in enumerate(self.tracks):
+            predicted = track.predicted_centroid()
             for i in range(n):
-                if centroids[i] is not None and track.centroid is not None:
-                    distance = float(np.linalg.norm(centroids[i] - track.centroid))
+                if centroids[i] is not None and predicted is not None:
+                    distance = float(np.linalg.norm(centroids[i] - predicted))
                     if distance <= self.max_distance:
                         cost[i, j] = distance / max(self.max_distance, 1e-9)
                 elif iou[i, j] >= self.min_iou:
