@@ -11,7 +11,8 @@ Matching is greedy over a cost: distance from the predicted centroid when both h
 made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
 it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
-above. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
+above. Two tracks of one object (twins: one's predicted mask lies mostly inside the other's new mask,
+within the gate) merge into the older. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 TRACK_MASK_SIDE = 128  # cells on the long side of a track's mask (640x480 -> 128x96: 5x5 pixels a cell)
+TWIN_SHARE = 0.5  # a track whose predicted mask lies this much inside another track's mask is the same object
 
 
 @dataclass
@@ -141,7 +143,7 @@ class ObjectTracker:
         compact = compact_masks(masks)
         boxes = mask_boxes(compact, frame_size)
         self._points = prompts.detach().float().cpu().numpy() if prompts is not None else None
-        overlap = self._overlap(compact)
+        overlap, inside = self._overlap(compact)
         cost = self._cost(overlap, centroids)
         ids = [0] * n
         matched: set[int] = set()
@@ -159,10 +161,11 @@ class ObjectTracker:
                 continue
             ids[i] = self._renew(j, i, compact, boxes, centroids)
             matched.add(j)
+        ended = self._merge_twins(ids, matched, inside, cost, compact, boxes, centroids)
         for j, track in enumerate(self.tracks):
             if j not in matched:
                 track.age += 1
-        self.tracks = [t for t in self.tracks if t.age <= self.max_age]
+        self.tracks = [t for j, t in enumerate(self.tracks) if t.age <= self.max_age and j not in ended]
         for i in range(n):
             if not ids[i]:
                 ids[i] = self._next_id
@@ -197,6 +200,30 @@ class ObjectTracker:
             ids += [track.id] * len(moved)
         return torch.tensor(np.array(points), dtype=torch.float32), ids
 
+    def _merge_twins(self, ids: list[int], matched: set[int], inside: np.ndarray, cost: np.ndarray,
+                     compact: torch.Tensor, boxes: np.ndarray, centroids: list[np.ndarray | None]) -> set[int]:
+        """One object, one track: an unmatched track whose predicted mask lies mostly inside a matched mask
+        (a share >= ``TWIN_SHARE``, within the gate) is a twin of the track that took the mask: two masks of
+        one object (a whole and its part, or two near copies) were kept once, and since then one point
+        prompt gives the part, then the whole, and the tracks take turns. The oldest twin keeps the mask
+        and its id; the others end. Returns the indices of the tracks that end."""
+        ended: set[int] = set()
+        index_of = {t.id: j for j, t in enumerate(self.tracks)}
+        for i, track_id in enumerate(ids):
+            if not track_id:
+                continue
+            j = index_of[track_id]
+            twins = [k for k in range(len(self.tracks)) if k not in matched and k not in ended
+                     and inside[i, k] >= TWIN_SHARE and np.isfinite(cost[i, k])]
+            if not twins:
+                continue
+            oldest = min([j, *twins], key=lambda k: self.tracks[k].id)
+            if oldest != j:
+                ids[i] = self._renew(oldest, i, compact, boxes, centroids)
+                matched.add(oldest)
+            ended.update(k for k in [j, *twins] if k != oldest)
+        return ended
+
     def _renew(self, j: int, i: int, compact: torch.Tensor, boxes: np.ndarray,
                centroids: list[np.ndarray | None]) -> int:
         """Track ``j`` seen again as object ``i``: its state becomes the object's, its motion the change."""
@@ -213,11 +240,14 @@ class ObjectTracker:
     def _prompt(self, i: int) -> np.ndarray | None:
         return None if self._points is None else self._points[i]
 
-    def _overlap(self, compact: torch.Tensor) -> np.ndarray:
-        """(N, tracks) IoU of this frame's compact masks with each track's predicted (shifted) mask."""
+    def _overlap(self, compact: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(N, tracks) IoU of this frame's compact masks with each track's predicted (shifted) mask, and the
+        share of that prediction inside each mask."""
         if not len(compact) or not self.tracks:
-            return np.zeros((len(compact), len(self.tracks)))
-        return self._mask_iou(compact, torch.stack([t.predicted_mask(self.frame_size) for t in self.tracks]))
+            return np.zeros((len(compact), len(self.tracks))), np.zeros((len(compact), len(self.tracks)))
+        predicted = torch.stack([t.predicted_mask(self.frame_size) for t in self.tracks])
+        inside = (compact.flatten(1).float() @ predicted.flatten(1).float().T) / predicted.flatten(1).sum(1).clamp(min=1)
+        return self._mask_iou(compact, predicted), inside.numpy()
 
     def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None]) -> np.ndarray:
         n = iou.shape[0]

@@ -138,3 +138,16 @@ def test_a_tracks_mask_is_predicted_where_its_motion_takes_it():
     [track] = tracker.tracks
     expected = compact_masks(rectangle(480, 640, 200, 100, 300, 200)[None])[0]
     assert iou(track.predicted_mask((480, 640)), expected) > 0.9
+
+
+def test_twin_tracks_of_one_object_merge_into_the_older():
+    """Two masks of one object kept in one frame start two tracks; when a later frame keeps one mask of
+    it, the older track keeps the object whichever twin's prompt made that mask, and the other ends."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
+    box, slightly_larger = rectangle(120, 160, 20, 20, 60, 60), rectangle(120, 160, 20, 20, 62, 62)
+    centre = np.array([0.0, 0.0, 2.0])
+    [older] = tracker.update(box[None], [centre])
+    [_, younger] = tracker.update(torch.stack([box, slightly_larger]), [centre, centre + 0.01], claims=[[older], []])
+    assert younger != older
+    ids = [tracker.update(box[None], [centre], claims=[[younger]])[0] for _ in range(3)]
+    assert ids == [older] * 3 and [t.id for t in tracker.tracks] == [older]
