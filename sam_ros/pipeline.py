@@ -306,7 +306,7 @@ class Segmenter:
                          else [None] * len(result))
             claims = None
             if temporal is not None:
-                temporal.record_kept(result.points, result.masks)
+                temporal.record_kept(result.masks)
                 claims = temporal.claims(result.points)
             track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
             if scene is not None:

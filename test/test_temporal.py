@@ -34,7 +34,7 @@ class RegionDecoder:
 
 def keep_all(strategy: TemporalPrompts, batch: MaskBatch) -> MaskBatch:
     """What the pipeline does after filtering: tell the strategy which masks were kept (here: all)."""
-    strategy.record_kept(batch.points, batch.logits[:, :H, :W] > 0)
+    strategy.record_kept(batch.logits[:, :H, :W] > 0)
     return batch
 
 

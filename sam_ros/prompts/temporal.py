@@ -24,19 +24,18 @@ from .base import PromptStrategy
 from .grid import GridPrompts
 
 
-def candidate_points(strategy: PromptStrategy, encoded: EncodedImage) -> tuple[torch.Tensor, torch.Tensor]:
-    """The points a full scan of ``strategy`` would consider: fixed ones (the same every frame, whose
-    emptiness is remembered) and this frame's own (AoP's predicted prompts), frame pixels (x, y)."""
+def candidate_points(strategy: PromptStrategy, encoded: EncodedImage) -> torch.Tensor:
+    """The points (N, 2 frame pixels (x, y)) a full scan of ``strategy`` would consider: the grid, or AoP's fill
+    grid and its predicted prompts for this frame."""
     device = encoded.embedding.device
-    none = torch.zeros(0, 2, device=device)
     if isinstance(strategy, GridPrompts):
-        return strategy.points(encoded), none
+        return strategy.points(encoded)
     if isinstance(strategy, AoPPrompts):
         predicted, _ = sample_prompts(strategy.confidence_map(encoded), encoded, strategy.smoothing,
                                       strategy.conf_thresh, strategy.spacing)
-        fixed = GridPrompts(strategy.fill_grid).points(encoded) if strategy.fill_grid else none
-        return fixed, predicted.to(device)
-    return none, none
+        fill = GridPrompts(strategy.fill_grid).points(encoded) if strategy.fill_grid else torch.zeros(0, 2)
+        return torch.cat([fill.to(device), predicted.to(device)])
+    return torch.zeros(0, 2, device=device)
 
 
 def covered_at(covered: torch.Tensor, points: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
@@ -71,9 +70,9 @@ class TemporalPrompts(PromptStrategy):
         """The live tracks' prompts (N, 2 frame pixels) and ids, for the next frame only."""
         self._next_tracks = (points, list(ids))
 
-    def record_kept(self, points: torch.Tensor, masks: torch.Tensor) -> None:
-        """The masks (N, H, W) the frame kept (after NMS and area filters; ``points`` (N, 2) their prompts):
-        the next frame's track masks are held against the share of the frame these cover."""
+    def record_kept(self, masks: torch.Tensor) -> None:
+        """The masks (N, H, W) the frame kept (after NMS and area filters): the next frame's track masks
+        are held against the share of the frame these cover."""
         self._coverage = float(masks.any(0).float().mean()) if len(masks) else 0.0
 
     def claims(self, points: torch.Tensor) -> list[list[int]]:
@@ -96,8 +95,7 @@ class TemporalPrompts(PromptStrategy):
         if self._fraction(covered, encoded) < self._coverage - self.coverage_drop:
             return MaskBatch.cat([first, self._full_scan(encoded, decode, self.track_points[:0])])
         self.full_scan, self._since_scan = False, self._since_scan + 1
-        fixed, extra = candidate_points(self.base, encoded)
-        candidates = torch.cat([fixed, extra])
+        candidates = candidate_points(self.base, encoded)
         rest = candidates[~covered_at(covered, candidates, encoded)]
         return MaskBatch.cat([first, decode(rest)]) if len(rest) else first
 
