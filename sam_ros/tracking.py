@@ -11,8 +11,8 @@ Matching is greedy over a cost: distance from the predicted centroid when both h
 made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
 it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
-above. Two tracks of one object (twins: one's predicted mask lies mostly inside the other's new mask,
-within the gate) merge into the older. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
+above. Two tracks of one object (twins: one's predicted mask lies mostly inside the mask the other's
+own prompt made, within the gate) merge into the older. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
 """
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ class ObjectTracker:
                 continue
             ids[i] = self._renew(j, i, compact, boxes, centroids)
             matched.add(j)
-        ended = self._merge_twins(ids, matched, inside, cost, compact, boxes, centroids)
+        ended = self._merge_twins(ids, claims or [[]] * n, matched, inside, cost, compact, boxes, centroids)
         for j, track in enumerate(self.tracks):
             if j not in matched:
                 track.age += 1
@@ -200,17 +200,18 @@ class ObjectTracker:
             ids += [track.id] * len(moved)
         return torch.tensor(np.array(points), dtype=torch.float32), ids
 
-    def _merge_twins(self, ids: list[int], matched: set[int], inside: np.ndarray, cost: np.ndarray,
-                     compact: torch.Tensor, boxes: np.ndarray, centroids: list[np.ndarray | None]) -> set[int]:
-        """One object, one track: an unmatched track whose predicted mask lies mostly inside a matched mask
-        (a share >= ``TWIN_SHARE``, within the gate) is a twin of the track that took the mask: two masks of
-        one object (a whole and its part, or two near copies) were kept once, and since then one point
-        prompt gives the part, then the whole, and the tracks take turns. The oldest twin keeps the mask
-        and its id; the others end. Returns the indices of the tracks that end."""
+    def _merge_twins(self, ids: list[int], claims: list[list[int]], matched: set[int], inside: np.ndarray,
+                     cost: np.ndarray, compact: torch.Tensor, boxes: np.ndarray,
+                     centroids: list[np.ndarray | None]) -> set[int]:
+        """One object, one track: an unmatched track whose predicted mask lies mostly inside a mask that a
+        track's own prompt made (a share >= ``TWIN_SHARE``, within the gate) is a twin of that track: two
+        masks of one object (a whole and its part, or two near copies) were kept once, and since then
+        each one's prompt gives the part, then the whole, and the tracks take turns. The oldest twin keeps
+        the mask and its id; the others end. Returns the indices of the tracks that end."""
         ended: set[int] = set()
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
         for i, track_id in enumerate(ids):
-            if not track_id:
+            if not track_id or track_id not in claims[i]:
                 continue
             j = index_of[track_id]
             twins = [k for k in range(len(self.tracks)) if k not in matched and k not in ended
