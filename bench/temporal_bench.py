@@ -9,10 +9,20 @@ same moment, so machine load hits all alike): a full grid-16 scan, and temporal 
 grid (and over AoP with ``--aop``). Printed per configuration: per-frame recall@0.5 of the visible
 objects, prompts and decode time per frame (median), how many frames after the entering object is
 fully in view a mask finds it, and id switches of ground-truth objects. Then the bars.
+
+Id switches are counted as CLEAR-MOT does (Bernardin & Stiefelhagen, 2008): each frame, a visible
+ground-truth object stays matched to the track it was matched to before if that track's mask still
+overlaps it at IoU >= 0.5; the others are matched one to one by IoU (>= 0.5, Hungarian); a switch is an
+object's matched track id differing from its previous one. "id switches (objects)" matches against
+what ``~/objects`` publishes (the frame's whole objects: not structure, not parts, whose ids a user
+follows); "(all masks)" against every mask, parts included, as ``~/masks`` carries them. "best-mask
+changes" is the count of earlier versions of this bench (the track of an object's single best mask
+changing, whole/part alternation included), for comparison.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from dataclasses import replace
@@ -20,14 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sam_ros.camera import PinholeCamera  # noqa: E402
 from sam_ros.config import SamRosConfig  # noqa: E402
+from sam_ros.cpu_features import cpu_flags, cpu_model  # noqa: E402
 from sam_ros.model import BUNDLED_PARAMS  # noqa: E402
 from sam_ros.pipeline import Segmenter  # noqa: E402
+from sam_ros.scene.stage import OBJECT  # noqa: E402
 from sam_ros.synthetic.noise import add_depth_noise, to_16uc1_mm  # noqa: E402
 from sam_ros.synthetic.render import Intrinsics, render  # noqa: E402
 from sam_ros.synthetic.scene import OBJECT_TEXTURES, sample_scene  # noqa: E402
@@ -95,6 +108,41 @@ def best_matches(pred: np.ndarray, labels: np.ndarray, ids: list[int]) -> dict[i
     return matches
 
 
+def clear_mot_matches(pred: np.ndarray, labels: np.ndarray, ids: list[int], track_ids: list[int],
+                      previous: dict[int, int]) -> dict[int, int]:
+    """{ground-truth object: matched track id} for one frame, CLEAR-MOT style (see the module docstring):
+    the previous correspondence is kept where its track's mask still has IoU >= 0.5, the rest one to one."""
+    visible = [i for i in ids if (labels == i).sum() >= MIN_VISIBLE_PX]
+    if not visible or len(pred) == 0:
+        return {}
+    flat = pred.reshape(len(pred), -1)
+    truth = np.stack([(labels == i).ravel() for i in visible])
+    inter = truth.astype(np.float32) @ flat.T.astype(np.float32)
+    iou = inter / (truth.sum(1)[:, None] + flat.sum(1)[None, :] - inter)
+    matches, taken = {}, set()
+    column = {t: k for k, t in enumerate(track_ids)}
+    for row, object_id in enumerate(visible):
+        k = column.get(previous.get(object_id))
+        if k is not None and iou[row, k] >= 0.5 and k not in taken:
+            matches[object_id] = track_ids[k]
+            taken.add(k)
+    rows = [r for r, i in enumerate(visible) if i not in matches]
+    cols = [k for k in range(len(track_ids)) if k not in taken]
+    if rows and cols:
+        sub = iou[np.ix_(rows, cols)]
+        for r, c in zip(*linear_sum_assignment(-sub)):
+            if sub[r, c] >= 0.5:
+                matches[visible[rows[r]]] = track_ids[cols[c]]
+    return matches
+
+
+def count_switches(matches: dict[int, int], previous: dict[int, int]) -> int:
+    """How many objects' matched track differs from their previous one; ``previous`` takes the new matches."""
+    switches = sum(object_id in previous and previous[object_id] != track_id for object_id, track_id in matches.items())
+    previous.update(matches)
+    return switches
+
+
 def fully_in_view(labels: np.ndarray, object_id: int) -> bool:
     mask = labels == object_id
     return mask.sum() >= MIN_VISIBLE_PX and not (mask[0].any() or mask[-1].any() or mask[:, 0].any()
@@ -120,13 +168,16 @@ def main() -> None:
     modes = {"grid 16, every frame": base, "temporal (grid 16)": base.replace(temporal_prompts=True)}
     if args.aop:
         modes["temporal (AoP)"] = base.replace(temporal_prompts=True, prompt_mode="aop")
-    stats = {name: {"recall": [], "decode": [], "prompts": [], "latency": [], "switches": 0, "objects": 0}
+    stats = {name: {"recall": [], "decode": [], "prompts": [], "latency": [], "switches": 0, "mask_switches": 0,
+                    "best_changes": 0, "objects": 0}
              for name in modes}
     camera = None
     for seed in range(args.sequences):
         sequence = (rich_sequence if args.scenes == "rich" else moving_sequence)(seed, args.frames)
         segmenters = {name: Segmenter(config) for name, config in modes.items()}
         assigned = {name: {} for name in modes}
+        matched = {name: {} for name in modes}  # CLEAR-MOT: each object's last matched track id, among objects
+        matched_masks = {name: {} for name in modes}  # ... among all masks
         found = {name: None for name in modes}
         appear = next((i for i, f in enumerate(sequence) if fully_in_view(f[2], f[4])), None)
         for index, (rgb, depth, labels, ids, enterer) in enumerate(sequence):
@@ -142,6 +193,12 @@ def main() -> None:
                 for object_id, (mask_index, _) in hits.items():
                     history = assigned[name].setdefault(object_id, [])
                     history.append(frame.track_ids[mask_index])
+                masks = result.masks.numpy()
+                wholes = [k for k, o in enumerate(frame.objects) if o.kind == OBJECT and o.parent < 0]
+                s["switches"] += count_switches(clear_mot_matches(masks[wholes], labels, ids, [frame.track_ids[k] for k in wholes],
+                                                                  matched[name]), matched[name])
+                s["mask_switches"] += count_switches(clear_mot_matches(masks, labels, ids, frame.track_ids,
+                                                                       matched_masks[name]), matched_masks[name])
                 if appear is not None and index >= appear and found[name] is None and enterer in hits:
                     found[name] = index - appear
         print(f"sequence {seed}: " + "; ".join(f"{name}: recall {100 * np.mean(stats[name]['recall'][-len(sequence):]):.0f}, "
@@ -150,19 +207,22 @@ def main() -> None:
             open_ended = appear is None or len(sequence) - appear < args.rescan_every
             stats[name]["latency"].append("n/a" if found[name] is None and open_ended else found[name])
             for history in assigned[name].values():
-                stats[name]["switches"] += sum(a != b for a, b in zip(history, history[1:]))
+                stats[name]["best_changes"] += sum(a != b for a, b in zip(history, history[1:]))
                 stats[name]["objects"] += 1
     print(f"{args.sequences} {args.scenes} sequences x {args.frames} frames, 640x480, CPU {args.dtype}, {args.threads} threads, "
           f"model {args.checkpoint}, rescan_every {args.rescan_every}; movers, a leaver and an enterer each")
+    flags = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags())
+    print(f"CPU {cpu_model()} ({os.cpu_count()} cores), flags: {flags}; load average at the end "
+          f"{os.getloadavg()[0]:.1f} (decode times are ratios within this run)")
     print(f"{'configuration':<22} {'recall@0.5':>10} {'prompts/frame':>14} {'decode ms (median)':>19} "
-          f"{'vs grid 16':>10} {'enterer found after (frames)':>29} {'id switches':>12}")
+          f"{'vs grid 16':>10} {'enterer found after (frames)':>29} {'id switches (objects)':>22} {'(all masks)':>12} {'best-mask changes':>18}")
     reference = statistics.median(stats["grid 16, every frame"]["decode"])
     for name, s in stats.items():
         decode = statistics.median(s["decode"])
         latency = ", ".join("never" if x is None else str(x) for x in s["latency"])
         print(f"{name:<22} {100 * np.mean(s['recall']):>10.1f} {statistics.median(s['prompts']):>14.0f} "
               f"{decode:>19.0f} {decode / reference:>9.2f}x {latency:>29} "
-              f"{s['switches']:>5} / {s['objects']:<5}")
+              f"{s['switches']:>14} / {s['objects']:<5} {s['mask_switches']:>4} / {s['objects']:<5} {s['best_changes']:>10} / {s['objects']:<5}")
     full = stats["grid 16, every frame"]
     for name, s in stats.items():
         if name == "grid 16, every frame":

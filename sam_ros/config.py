@@ -53,13 +53,13 @@ class SamRosConfig:
     aop_fill_grid: int = _param(16, "AoP: points per side of the grid checked after the predicted prompts; points "
                                 "not on an object already segmented are decoded too (0 = predicted prompts only)",
                                 low=0, high=64, dynamic=True)
-    temporal_prompts: bool = _param(False, "Video: decode one point per live track first (inside its last mask, moved "
-                                    "by its motion), then only the grid/AoP points those masks leave uncovered; "
+    temporal_prompts: bool = _param(False, "Video: decode the live tracks' points first (inside their last masks, moved "
+                                    "by their motion), then every grid/AoP point those masks leave uncovered; "
                                     "masks keep the id of the track whose prompt made them", dynamic=True)
     rescan_every: int = _param(8, "Temporal prompts: a full grid/AoP scan every this many frames (a new object is "
                                "found within this many frames)", low=1, high=1000, dynamic=True)
-    temporal_coverage_drop: float = _param(0.05, "Temporal prompts: decode every uncovered point when the tracks' masks "
-                                           "cover this fraction of the frame less than the last frame's masks did",
+    temporal_coverage_drop: float = _param(0.05, "Temporal prompts: a full scan when the tracks' masks cover this "
+                                           "fraction of the frame less than the last frame's masks did",
                                            low=0.0, high=1.0, dynamic=True)
 
     # --- mask filtering --------------------------------------------------------------------

@@ -136,7 +136,7 @@ class Segmenter:
         if not config.temporal_prompts:
             return base
         return temporal_wrapped(base, getattr(self, "strategy", None), config.rescan_every,
-                                config.temporal_coverage_drop, config.mask_threshold)
+                                config.temporal_coverage_drop, config.mask_threshold, config.nms_thresh)
 
     def _base_strategy(self, config: SamRosConfig) -> PromptStrategy:
         if config.prompt_mode == "grid" and config.adaptive_density:
@@ -313,7 +313,7 @@ class Segmenter:
                          else [None] * len(result))
             claims = None
             if temporal is not None:
-                temporal.record_kept(result.points, result.masks)
+                temporal.record_kept(result.masks)
                 claims = temporal.claims(result.points)
             track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
             if scene is not None:

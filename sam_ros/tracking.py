@@ -4,11 +4,15 @@ A track keeps only what matching and temporal prompts need: its box, its last va
 downsampled mask (``TRACK_MASK_SIDE`` cells on the long side, on the host) and its image motion. It
 never holds a frame's mask tensor, so no GPU memory outlives the frame that made it.
 
-Matching is greedy over a cost: 3D centroid distance when both have valid depth (gated by
-``max_distance``), otherwise 1 - mask IoU of the downsampled masks (gated by ``min_iou``). A mask made
-by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows it
-(the best claimant wins); the rest are matched as above. Unmatched objects start new tracks; tracks
-unseen for more than ``max_age`` frames end.
+Each track predicts where it is now at constant velocity: its centroid moved by its 3D velocity, its
+downsampled mask shifted by its image motion (per frame, times the frames since it was seen).
+Matching is greedy over a cost: distance from the predicted centroid when both have valid depth
+(gated by ``max_distance``), otherwise 1 - IoU with the shifted mask (gated by ``min_iou``). A mask
+made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
+it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
+neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
+above. Two tracks of one object (twins: one's predicted mask lies mostly inside the mask the other's
+own prompt made, within the gate) merge into the older. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import torch
 from torch.nn import functional as F
 
 TRACK_MASK_SIDE = 128  # cells on the long side of a track's mask (640x480 -> 128x96: 5x5 pixels a cell)
+TWIN_SHARE = 0.5  # a track whose predicted mask lies this much inside another track's mask is the same object
 
 
 @dataclass
@@ -30,6 +35,22 @@ class Track:
     age: int = 0                  # frames since last seen
     motion: np.ndarray | None = None  # image motion of the mask's centre, frame pixels per frame (x, y)
     prompt: np.ndarray | None = None  # the point prompt that produced its last mask, frame pixels (x, y)
+    velocity: np.ndarray | None = None  # 3D motion of the centroid per frame (metres)
+
+    def predicted_centroid(self) -> np.ndarray | None:
+        """Where the centroid is expected now: moved at constant velocity over the frames since seen."""
+        if self.centroid is None or self.velocity is None:
+            return self.centroid
+        return self.centroid + self.velocity * (1 + self.age)
+
+    def predicted_mask(self, frame_size: tuple[int, int]) -> torch.Tensor:
+        """The downsampled mask shifted by the image motion over the frames since seen (whole cells);
+        ``frame_size`` (H, W) in pixels."""
+        if self.motion is None:
+            return self.mask
+        cells = np.array([self.mask.shape[1] / frame_size[1], self.mask.shape[0] / frame_size[0]])
+        dx, dy = np.rint(self.motion * (1 + self.age) * cells).astype(int)
+        return shift_mask(self.mask, int(dx), int(dy))
 
 
 def compact_masks(masks: torch.Tensor, side: int = TRACK_MASK_SIDE) -> torch.Tensor:
@@ -48,6 +69,17 @@ def compact_masks(masks: torch.Tensor, side: int = TRACK_MASK_SIDE) -> torch.Ten
     best = (pooled == pooled.flatten(1).amax(1)[:, None, None]) & (pooled > 0)
     compact = torch.where(compact.flatten(1).any(1)[:, None, None], compact, best)
     return compact.cpu()
+
+
+def shift_mask(mask: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """(h, w) mask moved by (dx, dy) cells; what leaves the grid is dropped, what enters is empty."""
+    h, w = mask.shape
+    out = torch.zeros_like(mask)
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = mask[max(-dy, 0):h - max(dy, 0),
+                                                                       max(-dx, 0):w - max(dx, 0)]
+    return out
 
 
 def mask_boxes(masks: torch.Tensor, frame_size: tuple[int, int]) -> np.ndarray:
@@ -111,12 +143,13 @@ class ObjectTracker:
         compact = compact_masks(masks)
         boxes = mask_boxes(compact, frame_size)
         self._points = prompts.detach().float().cpu().numpy() if prompts is not None else None
-        cost = self._cost(compact, centroids)
+        overlap, inside = self._overlap(compact)
+        cost = self._cost(overlap, centroids)
         ids = [0] * n
         matched: set[int] = set()
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
         claimed = [(i, index_of[c]) for i, ids_i in enumerate(claims or []) for c in ids_i if c in index_of]
-        claimed_cost = np.array([cost[i, j] for i, j in claimed])
+        claimed_cost = np.array([cost[i, j] if overlap[i, j] >= self.min_iou else np.inf for i, j in claimed])
         for k in np.argsort(claimed_cost, kind="stable"):  # the best claimant of a track keeps its id
             i, j = claimed[k]
             if np.isfinite(claimed_cost[k]) and not ids[i] and j not in matched:
@@ -128,10 +161,11 @@ class ObjectTracker:
                 continue
             ids[i] = self._renew(j, i, compact, boxes, centroids)
             matched.add(j)
+        ended = self._merge_twins(ids, claims or [[]] * n, matched, inside, cost, compact, boxes, centroids)
         for j, track in enumerate(self.tracks):
             if j not in matched:
                 track.age += 1
-        self.tracks = [t for t in self.tracks if t.age <= self.max_age]
+        self.tracks = [t for j, t in enumerate(self.tracks) if t.age <= self.max_age and j not in ended]
         for i in range(n):
             if not ids[i]:
                 ids[i] = self._next_id
@@ -166,29 +200,64 @@ class ObjectTracker:
             ids += [track.id] * len(moved)
         return torch.tensor(np.array(points), dtype=torch.float32), ids
 
+    def _merge_twins(self, ids: list[int], claims: list[list[int]], matched: set[int], inside: np.ndarray,
+                     cost: np.ndarray, compact: torch.Tensor, boxes: np.ndarray,
+                     centroids: list[np.ndarray | None]) -> set[int]:
+        """One object, one track: an unmatched track whose predicted mask lies mostly inside a mask that a
+        track's own prompt made (a share >= ``TWIN_SHARE``, within the gate) is a twin of that track: two
+        masks of one object (a whole and its part, or two near copies) were kept once, and since then
+        each one's prompt gives the part, then the whole, and the tracks take turns. The oldest twin keeps
+        the mask and its id; the others end. Returns the indices of the tracks that end."""
+        ended: set[int] = set()
+        index_of = {t.id: j for j, t in enumerate(self.tracks)}
+        for i, track_id in enumerate(ids):
+            if not track_id or track_id not in claims[i]:
+                continue
+            j = index_of[track_id]
+            twins = [k for k in range(len(self.tracks)) if k not in matched and k not in ended
+                     and inside[i, k] >= TWIN_SHARE and np.isfinite(cost[i, k])]
+            if not twins:
+                continue
+            oldest = min([j, *twins], key=lambda k: self.tracks[k].id)
+            if oldest != j:
+                ids[i] = self._renew(oldest, i, compact, boxes, centroids)
+                matched.add(oldest)
+            ended.update(k for k in [j, *twins] if k != oldest)
+        return ended
+
     def _renew(self, j: int, i: int, compact: torch.Tensor, boxes: np.ndarray,
                centroids: list[np.ndarray | None]) -> int:
         """Track ``j`` seen again as object ``i``: its state becomes the object's, its motion the change."""
         track = self.tracks[j]
         centre_before, centre_now = _box_centre(track.box), _box_centre(boxes[i])
         motion = (centre_now - centre_before) / (1 + track.age)
+        velocity = track.velocity
+        if centroids[i] is not None and track.centroid is not None:
+            velocity = (centroids[i] - track.centroid) / (1 + track.age)
         self.tracks[j] = Track(track.id, centroids[i] if centroids[i] is not None else track.centroid,
-                               compact[i], boxes[i], 0, motion, self._prompt(i))
+                               compact[i], boxes[i], 0, motion, self._prompt(i), velocity)
         return track.id
 
     def _prompt(self, i: int) -> np.ndarray | None:
         return None if self._points is None else self._points[i]
 
-    def _cost(self, compact: torch.Tensor, centroids: list[np.ndarray | None]) -> np.ndarray:
-        n = compact.shape[0]
+    def _overlap(self, compact: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(N, tracks) IoU of this frame's compact masks with each track's predicted (shifted) mask, and the
+        share of that prediction inside each mask."""
+        if not len(compact) or not self.tracks:
+            return np.zeros((len(compact), len(self.tracks))), np.zeros((len(compact), len(self.tracks)))
+        predicted = torch.stack([t.predicted_mask(self.frame_size) for t in self.tracks])
+        inside = (compact.flatten(1).float() @ predicted.flatten(1).float().T) / predicted.flatten(1).sum(1).clamp(min=1)
+        return self._mask_iou(compact, predicted), inside.numpy()
+
+    def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None]) -> np.ndarray:
+        n = iou.shape[0]
         cost = np.full((n, len(self.tracks)), np.inf)
-        if not n or not self.tracks:
-            return cost
-        iou = self._mask_iou(compact, torch.stack([t.mask for t in self.tracks]))
         for j, track in enumerate(self.tracks):
+            predicted = track.predicted_centroid()
             for i in range(n):
-                if centroids[i] is not None and track.centroid is not None:
-                    distance = float(np.linalg.norm(centroids[i] - track.centroid))
+                if centroids[i] is not None and predicted is not None:
+                    distance = float(np.linalg.norm(centroids[i] - predicted))
                     if distance <= self.max_distance:
                         cost[i, j] = distance / max(self.max_distance, 1e-9)
                 elif iou[i, j] >= self.min_iou:

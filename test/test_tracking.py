@@ -107,3 +107,47 @@ def test_tracks_hold_no_frame_tensor():
     [track] = tracker.tracks
     assert track.mask.device.type == "cpu" and track.mask.numel() < masks[0].numel() / 20
     assert track.mask.untyped_storage().data_ptr() != masks.untyped_storage().data_ptr()
+
+
+def test_two_movers_passing_each_other_keep_their_ids_at_constant_velocity():
+    """A and B cross at 0.2 m per frame, B 0.1 m behind A: where they pass, each one's last position is
+    nearer the other's detection; predicted positions (constant velocity) are not."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+    masks = torch.stack([rectangle(120, 160, 10, 10, 40, 40), rectangle(120, 160, 100, 10, 130, 40)])
+    history = []
+    for k in range(4):
+        a, b = np.array([-0.3 + 0.2 * k, 0.0, 2.0]), np.array([0.3 - 0.2 * k, 0.0, 2.1])
+        history.append(tracker.update(masks, [a, b]))
+    assert all(ids == history[0] for ids in history)
+
+
+def test_a_claim_that_slipped_onto_a_neighbour_is_refused():
+    """A track's prompt can land on the object next to it: its mask then claims the track although it does
+    not overlap where the track's mask went; the claim is refused even within the 3D gate."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+    own, neighbour = rectangle(120, 160, 10, 10, 40, 40), rectangle(120, 160, 45, 10, 75, 40)
+    [track, other] = tracker.update(torch.stack([own, neighbour]), [np.array([0.0, 0.0, 2.0]), np.array([0.2, 0.0, 2.0])])
+    ids = tracker.update(torch.stack([neighbour]), [np.array([0.2, 0.0, 2.0])], claims=[[track]])
+    assert ids == [other]
+
+
+def test_a_tracks_mask_is_predicted_where_its_motion_takes_it():
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+    for k in range(2):
+        tracker.update(rectangle(480, 640, 100 + 50 * k, 100, 200 + 50 * k, 200)[None], [None])
+    [track] = tracker.tracks
+    expected = compact_masks(rectangle(480, 640, 200, 100, 300, 200)[None])[0]
+    assert iou(track.predicted_mask((480, 640)), expected) > 0.9
+
+
+def test_twin_tracks_of_one_object_merge_into_the_older():
+    """Two masks of one object kept in one frame start two tracks; when a later frame keeps one mask of
+    it, the older track keeps the object whichever twin's prompt made that mask, and the other ends."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
+    box, slightly_larger = rectangle(120, 160, 20, 20, 60, 60), rectangle(120, 160, 20, 20, 62, 62)
+    centre = np.array([0.0, 0.0, 2.0])
+    [older] = tracker.update(box[None], [centre])
+    [_, younger] = tracker.update(torch.stack([box, slightly_larger]), [centre, centre + 0.01], claims=[[older], []])
+    assert younger != older
+    ids = [tracker.update(box[None], [centre], claims=[[younger]])[0] for _ in range(3)]
+    assert ids == [older] * 3 and [t.id for t in tracker.tracks] == [older]

@@ -1,14 +1,14 @@
 """Temporal prompts: a video's objects are where they were, so prompt them there first.
 
 On a frame after a scan, the first decoder batch is the live tracks' prompts (from the tracker: inside
-each one's last mask, moved by its image motion). The second batch covers only what those masks leave
-uncovered: the base strategy's points (grid, or AoP's predicted prompts and fill grid) outside them,
-except fixed points whose prompt yielded no kept mask when last decoded (an empty wall, or a point
-whose masks all lost to NMS or the area filter, stays so until the next scan; ``record_kept`` tells).
-Every ``rescan_every`` frames, and on any frame without tracks, the base strategy runs in full; when
-the track prompts cover clearly less of the frame than the last frame's kept masks (``coverage_drop``),
-every uncovered point is decoded at once. So a new object is found within ``rescan_every`` frames at
-the latest, and a frame costs a few prompts per object instead of a grid.
+each one's last mask, moved by its image motion). The second batch is every point of the base strategy
+(grid, or AoP's predicted prompts and fill grid) that those masks leave uncovered: a new object, or one
+whose track lost it, is found on the frame it shows up on a point no track explains. Every
+``rescan_every`` frames, and on any frame without tracks, the base strategy runs in full (the track
+prompts riding in its first decoder batch, so their masks still claim their tracks); when the track
+masks cover clearly less of the frame than the last frame's kept masks (``coverage_drop``: the tracks no
+longer explain the frame), the rest of that frame is a full scan too. So a frame costs a few prompts
+per object instead of a grid, and an object is found within ``rescan_every`` frames at the latest.
 
 Masks made by a track's prompt claim that track's id (``claims``); the tracker checks the claim. Tracks
 that share a prompt (one point made a whole and its part) share its decode and its claims.
@@ -18,24 +18,24 @@ from __future__ import annotations
 import torch
 
 from ..datatypes import EncodedImage, MaskBatch
+from ..filters import masks_to_boxes, nms
 from .aop import AoPPrompts, sample_prompts
 from .base import PromptStrategy
 from .grid import GridPrompts
 
 
-def candidate_points(strategy: PromptStrategy, encoded: EncodedImage) -> tuple[torch.Tensor, torch.Tensor]:
-    """The points a full scan of ``strategy`` would consider: fixed ones (the same every frame, whose
-    emptiness is remembered) and this frame's own (AoP's predicted prompts), frame pixels (x, y)."""
+def candidate_points(strategy: PromptStrategy, encoded: EncodedImage) -> torch.Tensor:
+    """The points (N, 2 frame pixels (x, y)) a full scan of ``strategy`` would consider: the grid, or AoP's fill
+    grid and its predicted prompts for this frame."""
     device = encoded.embedding.device
-    none = torch.zeros(0, 2, device=device)
     if isinstance(strategy, GridPrompts):
-        return strategy.points(encoded), none
+        return strategy.points(encoded)
     if isinstance(strategy, AoPPrompts):
         predicted, _ = sample_prompts(strategy.confidence_map(encoded), encoded, strategy.smoothing,
                                       strategy.conf_thresh, strategy.spacing)
-        fixed = GridPrompts(strategy.fill_grid).points(encoded) if strategy.fill_grid else none
-        return fixed, predicted.to(device)
-    return none, none
+        fill = GridPrompts(strategy.fill_grid).points(encoded) if strategy.fill_grid else torch.zeros(0, 2)
+        return torch.cat([fill.to(device), predicted.to(device)])
+    return torch.zeros(0, 2, device=device)
 
 
 def covered_at(covered: torch.Tensor, points: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
@@ -55,31 +55,25 @@ class TemporalPrompts(PromptStrategy):
     """Track prompts first, the base strategy only where they leave the frame uncovered."""
 
     def __init__(self, base: PromptStrategy, rescan_every: int = 8, coverage_drop: float = 0.05,
-                 mask_threshold: float = 0.0) -> None:
+                 mask_threshold: float = 0.0, nms_thresh: float = 1.0) -> None:
         self.base = base
         self.rescan_every, self.coverage_drop, self.mask_threshold = rescan_every, coverage_drop, mask_threshold
+        self.nms_thresh = nms_thresh
         self._next_tracks: tuple[torch.Tensor, list[int]] = (torch.zeros(0, 2), [])
         self.track_points = torch.zeros(0, 2)    # the track prompts of the frame just decoded, each once
         self.track_ids: list[list[int]] = []     # the tracks each of those prompts belongs to
         self._since_scan: int | None = None      # frames since the last full scan (None: none yet)
         self._coverage = 0.0                     # fraction of the frame the last frame's kept masks covered
-        self._productive: torch.Tensor | None = None  # per fixed point: it yielded a kept mask when last decoded
-        self._fixed = torch.zeros(0, 2)                # this frame's fixed points, and which were decoded
-        self._decoded = torch.zeros(0, dtype=torch.bool)
         self.full_scan = True                    # whether the frame just decoded was a full scan
 
     def set_tracks(self, points: torch.Tensor, ids: list[int]) -> None:
         """The live tracks' prompts (N, 2 frame pixels) and ids, for the next frame only."""
         self._next_tracks = (points, list(ids))
 
-    def record_kept(self, points: torch.Tensor, masks: torch.Tensor) -> None:
-        """The masks (N, H, W) the frame kept (after NMS and area filters) and their prompts (N, 2): the
-        fixed points decoded this frame that are not among the prompts are skipped until the next scan,
-        and the next frame's track masks are held against the share of the frame these cover."""
+    def record_kept(self, masks: torch.Tensor) -> None:
+        """The masks (N, H, W) the frame kept (after NMS and area filters): the next frame's track masks
+        are held against the share of the frame these cover."""
         self._coverage = float(masks.any(0).float().mean()) if len(masks) else 0.0
-        if self._productive is not None and len(self._decoded) == len(self._productive) and self._decoded.any():
-            kept = same_points(self._fixed, points).any(1)
-            self._productive = torch.where(self._decoded, kept, self._productive)
 
     def claims(self, points: torch.Tensor) -> list[list[int]]:
         """For each mask's prompt (N, 2): the ids of the tracks whose prompt it was (none: not a track's)."""
@@ -90,60 +84,52 @@ class TemporalPrompts(PromptStrategy):
         return [self.track_ids[k] if hit else [] for hit, k in zip(found, index)]
 
     def propose(self, encoded: EncodedImage, decode):
-
         points, ids = self._next_tracks
         self._next_tracks = (torch.zeros(0, 2), [])
+        self._set_track_points(points, ids, encoded.embedding.device)
         due = self._since_scan is None or self._since_scan + 1 >= self.rescan_every
         if not ids or due:
-            return self._full_scan(encoded, decode)
+            return self._full_scan(encoded, decode, self.track_points)
+        first = decode(self.track_points)
+        covered = self._covered(first, encoded)
+        if self._fraction(covered, encoded) < self._coverage - self.coverage_drop:
+            return MaskBatch.cat([first, self._full_scan(encoded, decode, self.track_points[:0])])
         self.full_scan, self._since_scan = False, self._since_scan + 1
-        device = encoded.embedding.device
-        unique, inverse = torch.unique(points, dim=0, return_inverse=True)
+        candidates = candidate_points(self.base, encoded)
+        rest = candidates[~covered_at(covered, candidates, encoded)]
+        return MaskBatch.cat([first, decode(rest)]) if len(rest) else first
+
+    def _set_track_points(self, points: torch.Tensor, ids: list[int], device: torch.device) -> None:
+        """Each distinct track prompt once, with the ids of all the tracks it belongs to."""
+        unique, inverse = torch.unique(points.reshape(-1, 2), dim=0, return_inverse=True)
         self.track_points = unique.to(device)
         self.track_ids = [[] for _ in range(len(unique))]
         for k, track_id in zip(inverse.tolist(), ids):
             if track_id not in self.track_ids[k]:
                 self.track_ids[k].append(track_id)
-        first = decode(self.track_points)
-        covered = self._covered(first, encoded)
-        coverage = self._fraction(covered, encoded)
-        fixed, extra = candidate_points(self.base, encoded)
-        if self._productive is None or len(self._productive) != len(fixed):
-            self._productive = torch.ones(len(fixed), dtype=torch.bool, device=device)
-        fell = coverage < self._coverage - self.coverage_drop
-        need = ~covered_at(covered, fixed, encoded) & (self._productive | fell)
-        self._fixed, self._decoded = fixed, need
-        rest = torch.cat([fixed[need], extra[~covered_at(covered, extra, encoded)]])
-        batches = [first]
-        if len(rest):
-            batches.append(decode(rest))
-        return MaskBatch.cat(batches)
 
-    def _full_scan(self, encoded: EncodedImage, decode):
-        """The base strategy alone; remembers which fixed points it decoded."""
-        fixed, _ = candidate_points(self.base, encoded)
-        decoded = []
+    def _full_scan(self, encoded: EncodedImage, decode, track_points: torch.Tensor):
+        """The base strategy in full, ``track_points`` riding in its first decoder batch (one pass)."""
+        pending = [track_points]
 
-        def recording(points: torch.Tensor):
-            decoded.append(points)
-            return decode(points)
+        def with_tracks(points: torch.Tensor):
+            if not pending:
+                return decode(points)
+            tracks = pending.pop()
+            points = points.to(tracks.device)
+            return decode(torch.cat([tracks, points[~same_points(points, tracks).any(1)]]))
 
-        batch = self.base.propose(encoded, recording)
-        device = encoded.embedding.device
-        self._productive = torch.ones(len(fixed), dtype=torch.bool, device=device)  # until ``record_kept``
-        self._fixed = fixed
-        self._decoded = (same_points(fixed, torch.cat(decoded)).any(1) if decoded
-                         else torch.zeros(len(fixed), dtype=torch.bool, device=device))
-        self.track_points, self.track_ids = torch.zeros(0, 2, device=device), []
         self.full_scan, self._since_scan = True, 0
-        return batch
+        return self.base.propose(encoded, with_tracks)
 
     def _covered(self, batch, encoded: EncodedImage) -> torch.Tensor:
-        """(s, s) bool: cells of the low-res grid that some accepted mask of ``batch`` covers."""
+        """(s, s) bool: cells of the low-res grid that a mask of ``batch`` surviving box NMS covers (a
+        larger candidate that the pipeline's NMS would drop for a better one explains nothing)."""
         s = 4 * encoded.embedding.shape[-1]
         if len(batch) == 0:
             return torch.zeros(s, s, dtype=torch.bool, device=encoded.embedding.device)
-        return (batch.logits > self.mask_threshold).any(0)
+        masks = batch.logits > self.mask_threshold
+        return masks[nms(masks_to_boxes(masks), batch.iou, self.nms_thresh)].any(0)
 
     @staticmethod
     def _fraction(covered: torch.Tensor, encoded: EncodedImage) -> float:
@@ -155,11 +141,10 @@ class TemporalPrompts(PromptStrategy):
 
 
 def temporal_wrapped(strategy: PromptStrategy, previous: PromptStrategy | None, rescan_every: int,
-                     coverage_drop: float, mask_threshold: float) -> TemporalPrompts:
+                     coverage_drop: float, mask_threshold: float, nms_thresh: float = 1.0) -> TemporalPrompts:
     """``strategy`` behind temporal prompts; a ``previous`` temporal wrapper hands over its state only when
     its base is of the same kind (so a threshold change does not force a full scan)."""
-    temporal = TemporalPrompts(strategy, rescan_every, coverage_drop, mask_threshold)
+    temporal = TemporalPrompts(strategy, rescan_every, coverage_drop, mask_threshold, nms_thresh)
     if isinstance(previous, TemporalPrompts) and type(previous.base) is type(strategy):
         temporal._since_scan, temporal._coverage = previous._since_scan, previous._coverage
-        temporal._productive = previous._productive  # reset in ``propose`` if the fixed points changed
     return temporal
