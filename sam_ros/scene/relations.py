@@ -13,37 +13,124 @@ from __future__ import annotations
 import numpy as np
 
 from .fusion import Object3DEstimate
-from .planes import FLOOR, TABLE, Plane, plane_band
+from .planes import FLOOR, TABLE, Plane, level_plane, plane_band
+
+MAX_TABLE_THICKNESS = 0.1  # m: a table top is a slab at most this thick
+STEEP_VIEW_COS = np.cos(np.radians(30.0))  # seen within 30 degrees of vertical, sides are foreshortened to half or less
 
 
 def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks: list[int], up: np.ndarray,
              camera_position: np.ndarray, *, tolerance: float, sigma_at_1m: float, band_sigmas: float,
-             min_band: float) -> None:
-    """Set ``support`` / ``support_kind`` of every valid whole object in ``estimates`` (in place).
+             min_band: float) -> dict[int, float]:
+    """Set ``support`` / ``support_kind`` of every valid whole object in ``estimates`` (in place); return the
+    height of each one's support's top (-inf where nothing was found beneath it).
 
     ``plane_masks[k]`` is the index of the largest structure mask on plane k (-1 if none).
     """
     objects = [i for i, e in enumerate(estimates) if e.valid and e.kind == "object" and e.parent < 0]
     horizontal = [k for k, p in enumerate(planes) if p.kind in (FLOOR, TABLE)]
+    tops = {}
     for i in objects:
         below = estimates[i]
-        distance = float(np.linalg.norm(below.centroid - camera_position))
-        gate = float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band)) + tolerance
-        best_height, best = -np.inf, (-1, "")
+        gate = _gate(below, camera_position, tolerance, sigma_at_1m, band_sigmas, min_band)
+        # the object's footprint overlaps the plane's patch: its centre within the patch grown by its half width
+        reach = gate + below.obb_size[:2].min() / 2
+        best_height, best_top, best = -np.inf, -np.inf, (-1, "")
         for k in horizontal:
             plane = planes[k]
             height = _plane_height_under(plane, below.centroid, up)
             under = below.centroid - (below.centroid @ up - height) * up
-            if height <= below.bottom + gate and (plane.kind == FLOOR or plane.covers(under, gate)):
+            if height <= below.bottom + gate and (plane.kind == FLOOR or plane.covers(under, reach)):
                 if height > best_height:
-                    best_height, best = height, (plane_masks[k], plane.kind)
+                    # a plane seen from below is a slab's underside: its top is up to a slab's thickness higher
+                    thickness = MAX_TABLE_THICKNESS if plane.normal @ up < 0 else 0.0
+                    best_height, best_top, best = height, height + thickness, (plane_masks[k], plane.kind)
         for j in objects:
             other = estimates[j]
             if j == i or other.centroid @ up >= below.centroid @ up:
                 continue
             if other.top <= below.bottom + gate and _overlaps(below, other, up) and other.top > best_height:
-                best_height, best = other.top, (j, "object")
+                best_height, best_top, best = other.top, other.top, (j, "object")
         below.support, below.support_kind = best
+        tops[i] = best_top
+    return tops
+
+
+def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, float], index: np.ndarray,
+                    points: np.ndarray, masks: np.ndarray, grid: np.ndarray, z: np.ndarray, planes: list[Plane],
+                    plane_masks: list[int], up: np.ndarray, camera_position: np.ndarray, *,
+                    structure_fraction: float, tolerance: float, sigma_at_1m: float, band_sigmas: float,
+                    min_band: float) -> bool:
+    """Level slabs hanging above everything beneath them are table tops (in place).
+
+    Nothing floats: an object's visible bottom may hang above its support only where the camera cannot
+    see its lower part. A slab has none to hide: no thicker than a table top (``MAX_TABLE_THICKNESS``
+    plus the plane band), with at least ``structure_fraction`` of its points (``points`` grouped by
+    ``index``) in the band of one level plane, as any structure mask, and not cut off below by something
+    nearer (``_occluded_below``; ``masks`` (N, h, w), the points ``grid`` (h, w, 3) and depth ``z``
+    (h, w) are the stage's grid). One whose bottom is farther above the top of the highest thing beneath
+    it than the band plus ``tolerance`` is a top on legs, too small or too near to be found as a plane of
+    its own. Seen steeply (within 30 degrees of vertical) an object's sides are foreshortened to half
+    their height or less and may not survive refinement (a cup seen from above shows only its rim), so
+    such slabs stay objects. A table's plane joins ``planes``, its mask ``plane_masks``. Returns whether
+    any was found (supports then need another pass).
+    """
+    found = False
+    for i, top in support_tops.items():
+        slab = estimates[i]
+        gate = _gate(slab, camera_position, tolerance, sigma_at_1m, band_sigmas, min_band)
+        if slab.bottom - top <= gate or slab.top - slab.bottom > MAX_TABLE_THICKNESS + gate:
+            continue
+        ray = slab.centroid - camera_position
+        if abs(ray @ up) >= STEEP_VIEW_COS * np.linalg.norm(ray):
+            continue
+        own = points[index == i]
+        heights = own @ up
+        level = float(np.median(heights))
+        band = plane_band(np.linalg.norm(own - camera_position, axis=1), sigma_at_1m, band_sigmas, min_band)
+        if np.mean(np.abs(heights - level) <= band) < structure_fraction:
+            continue
+        with np.errstate(invalid="ignore"):
+            surface = masks[i] & (np.abs(grid @ up - level) <= plane_band(z, sigma_at_1m, band_sigmas, min_band))
+        if _occluded_below(surface, z, sigma_at_1m, band_sigmas, min_band):
+            continue
+        plane = level_plane(own, up, level, camera_position, TABLE)
+        slab.kind, slab.structure = "structure", TABLE
+        slab.plane = np.array([*plane.normal, plane.offset])
+        slab.support, slab.support_kind = -1, ""
+        planes.append(plane)
+        plane_masks.append(i)
+        found = True
+    return found
+
+
+def _occluded_below(mask: np.ndarray, z: np.ndarray, sigma_at_1m: float, band_sigmas: float, min_band: float,
+                    step: int = 2) -> bool:
+    """Whether, below the lower edge of a slab's surface (``mask``) in the image, more columns show something
+    nearer (an occluder hiding its lower part) than something farther (free space under an overhang, the
+    floor behind it), ``step`` grid rows below the edge, past its flying pixels. Image rows are taken as
+    the way down."""
+    h = mask.shape[0]
+    columns = np.nonzero(mask.any(0))[0]
+    if columns.size == 0:
+        return False
+    edge = h - 1 - np.argmax(mask[::-1, columns], axis=0)
+    beyond = edge + step
+    inside = beyond < h
+    columns, edge, beyond = columns[inside], edge[inside], beyond[inside]
+    near, far = z[edge, columns], z[beyond, columns]
+    ok = np.isfinite(near) & np.isfinite(far)
+    near, far = near[ok], far[ok]
+    band = plane_band(near, sigma_at_1m, band_sigmas, min_band)
+    return int(np.count_nonzero(near - far > band)) > int(np.count_nonzero(far - near > band))
+
+
+def _gate(estimate: Object3DEstimate, camera_position: np.ndarray, tolerance: float, sigma_at_1m: float,
+          band_sigmas: float, min_band: float) -> float:
+    """How far (m) an object's visible bottom may lie from what it rests on: the plane band at its distance
+    (refinement removed that much of its base) plus ``tolerance``."""
+    distance = float(np.linalg.norm(estimate.centroid - camera_position))
+    return float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band)) + tolerance
 
 
 def _plane_height_under(plane: Plane, point: np.ndarray, up: np.ndarray) -> float:
@@ -65,20 +152,18 @@ def _overlaps(upper: Object3DEstimate, lower: Object3DEstimate, up: np.ndarray) 
 
 
 def table_legs(estimates: list[Object3DEstimate], planes: list[Plane], up: np.ndarray, camera_position: np.ndarray, *,
-               tolerance: float, sigma_at_1m: float, band_sigmas: float, min_band: float,
-               max_thickness: float = 0.1) -> None:
+               tolerance: float, sigma_at_1m: float, band_sigmas: float, min_band: float) -> None:
     """Objects standing on the floor under a table top and reaching up to its underside are its legs:
     structure of the table's class and plane (in place)."""
     tables = [p for p in planes if p.kind == TABLE]
     for estimate in estimates:
         if not (estimate.valid and estimate.kind == "object" and estimate.support_kind == FLOOR and tables):
             continue
-        distance = float(np.linalg.norm(estimate.centroid - camera_position))
-        gate = float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band)) + tolerance
+        gate = _gate(estimate, camera_position, tolerance, sigma_at_1m, band_sigmas, min_band)
         for table in tables:
             height = _plane_height_under(table, estimate.centroid, up)
             under = estimate.centroid - (estimate.centroid @ up - height) * up
-            if height - max_thickness - gate <= estimate.top <= height + gate and table.covers(under, gate):
+            if height - MAX_TABLE_THICKNESS - gate <= estimate.top <= height + gate and table.covers(under, gate):
                 estimate.kind, estimate.structure = "structure", table.kind
                 estimate.plane = np.array([*table.normal, table.offset])
                 estimate.support, estimate.support_kind = -1, ""
