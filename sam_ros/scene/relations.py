@@ -33,8 +33,9 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
     for i in objects:
         below = estimates[i]
         gate = _gate(below, camera_position, tolerance, sigma_at_1m, band_sigmas, min_band)
-        # the object's footprint overlaps the plane's patch: its centre within the patch grown by its half width
-        reach = gate + below.obb_size[:2].min() / 2
+        # its footprint (the circle around its box) reaches the plane's visible patch: objects on a table hide
+        # the part of it they stand on, and what stands behind them more
+        reach = gate + float(np.hypot(*below.obb_size[:2])) / 2
         best_height, best_top, best = -np.inf, -np.inf, (-1, "")
         for k in horizontal:
             plane = planes[k]
