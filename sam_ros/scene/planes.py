@@ -208,10 +208,11 @@ def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, u
     too small in the image to win an MSAC round (a far table top, a strip of wall behind objects).
 
     Three normals are tried per mask: its best-fit plane's, up (level) and the horizontal direction of least
-    spread (upright); of the level or upright ones, the one the depth noise explains best is taken, and
-    the mask is a plane when its points' RMS distance from it is within half the plane band at its depth.
+    spread (upright). The mask is a plane when its points' RMS distance from a level or upright one is
+    within half the plane band at its depth; when several are, the one the depth noise explains best.
     The constrained normals matter where a free fit is ill-posed: a strip of wall only a few noise sigmas
-    high. The plane's patch must be at least ``min_extent`` long. Points (P, 3) are grouped by ``index`` (ascending).
+    high. The plane's patch must be at least ``min_extent`` long. Points (P, 3) are grouped by ``index``
+    (ascending).
     """
     n = len(candidates)
     keep = candidates[index]
@@ -227,26 +228,18 @@ def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, u
                     for a in range(3)], 1) / weights[:, :, None]
     normals = _candidate_normals(cov, up)                                # (N, 3 candidates, 3)
     rms = np.sqrt(np.maximum(np.einsum("nci,nij,ncj->nc", normals, cov, normals), 0.0))
-    # Which normal: the one whose residuals depth noise explains best. Noise moves a point along its ray, so
-    # its distance from a plane changes by sigma(z) |n . ray direction| (the range stands in for z): a far
-    # wall strip is upright although it is as low as the noise is large, because noise moves it sideways.
-    ray = points - camera_position
-    distance = np.linalg.norm(ray, axis=1)
-    along = np.abs(np.einsum("pi,pci->pc", ray / distance[:, None], normals[index]))
-    sigma = np.maximum(depth_sigma(distance, sigma_at_1m)[:, None] * along, min_band / band_sigmas)
-    ratio = np.square(np.einsum("pi,pci->pc", rel, normals[index]) / sigma)
-    explained = np.stack([np.bincount(index, ratio[:, c], minlength=n) for c in range(3)], 1) / weights
     structural = np.abs(np.einsum("nci,i->nc", normals, up))
-    explained = np.where((structural >= HORIZONTAL_COS) | (structural <= VERTICAL_SIN), explained, np.inf)
+    band = plane_band(np.linalg.norm(mean - camera_position, axis=1), sigma_at_1m, band_sigmas, min_band)
+    level_or_upright = (structural >= HORIZONTAL_COS) | (structural <= VERTICAL_SIN)
+    fits = chosen[:, None] & (rms <= band[:, None] / 2) & level_or_upright
+    choice = np.where(fits.any(1), np.where(fits, rms, np.inf).argmin(1), -1)
+    ambiguous = fits.sum(1) > 1
+    if ambiguous.any():
+        choice[ambiguous] = _best_explained(index, points - camera_position, rel, normals, fits, ambiguous,
+                                            sigma_at_1m, band_sigmas, min_band)
     out = {}
-    for i in np.nonzero(chosen)[0]:
-        c = int(explained[i].argmin())
-        if not np.isfinite(explained[i, c]):
-            continue
-        normal = normals[i, c]
-        band = float(plane_band(np.linalg.norm(mean[i] - camera_position), sigma_at_1m, band_sigmas, min_band))
-        if rms[i, c] > band / 2:
-            continue
+    for i in np.nonzero(choice >= 0)[0]:
+        normal = normals[i, choice[i]]
         upright = abs(normal @ up) <= VERTICAL_SIN
         offset = float(normal @ mean[i])
         if normal @ camera_position - offset < 0:
@@ -255,7 +248,7 @@ def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, u
         if 2 * half[0] < min_extent:
             continue
         height = float(center @ up)
-        kind = (WALL if upright else FLOOR if floor_height is None or abs(height - floor_height) <= band else TABLE)
+        kind = (WALL if upright else FLOOR if floor_height is None or abs(height - floor_height) <= band[i] else TABLE)
         out[int(i)] = Plane(normal, offset, kind, int(counts[i]), float(2 * half[0]), center, axes, half)
     return out
 
@@ -268,6 +261,22 @@ def level_plane(points: np.ndarray, up: np.ndarray, height: float, camera_positi
     center, axes, half = _patch_box(points, normal)
     center = center - (center @ normal - offset) * normal
     return Plane(normal, offset, kind, len(points), float(2 * half[0]), center, axes, half)
+
+
+def _best_explained(index, rays, rel, normals, fits, ambiguous, sigma_at_1m, band_sigmas, min_band) -> np.ndarray:
+    """Per ambiguous mask, which fitting normal its residuals are best explained by depth noise. Noise moves a
+    point along its ray, so its distance from a plane changes by sigma(z) |n . ray direction| (the range
+    stands in for z): a far wall strip is upright although it is as low as the noise is large, because
+    the noise moved its points sideways, not up and down."""
+    n = len(fits)
+    take = ambiguous[index]
+    index, rays, rel = index[take], rays[take], rel[take]
+    distance = np.linalg.norm(rays, axis=1)
+    along = np.abs(np.einsum("pi,pci->pc", rays / distance[:, None], normals[index]))
+    sigma = np.maximum(depth_sigma(distance, sigma_at_1m)[:, None] * along, min_band / band_sigmas)
+    ratio = np.square(np.einsum("pi,pci->pc", rel, normals[index]) / sigma)
+    explained = np.stack([np.bincount(index, ratio[:, c], minlength=n) for c in range(normals.shape[1])], 1)
+    return np.where(fits, explained, np.inf)[ambiguous].argmin(1)
 
 
 def _candidate_normals(cov: np.ndarray, up: np.ndarray) -> np.ndarray:
