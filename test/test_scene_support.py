@@ -91,3 +91,26 @@ def test_a_far_low_wall_strip_is_a_wall_and_a_floor_strip_a_floor():
                         sigma_at_1m=sigma_at_1m, band_sigmas=3.0, min_band=0.01, min_extent=0.7)
     assert found[0].kind == WALL and abs(found[0].normal @ [0, 1, 0]) > 0.95
     assert found[1].kind == FLOOR and abs(found[1].normal @ UP) > 0.95
+
+
+def test_a_mask_that_bleeds_onto_what_stands_on_it_still_supports_it():
+    """Masks grown by a few pixels, as segment-everything masks bleed: the lower box's mask reaches up the
+    cylinder's foot (at 3.5 m their depths are continuous), which must not lift the box's top above it."""
+    from scipy import ndimage
+
+    h = 1.7
+    box = SceneObject(1, "box", (0.0, h - 0.09, 3.5), (0.5, 0.18, 0.5), yaw=0.3, texture="coffee")
+    cylinder = SceneObject(2, "cylinder", (0.02, h - 0.18 - 0.18, 3.35), (0.1, 0.36, 0.1), texture="rocket", support=1)
+    scene = render(SceneSpec((box, cylinder), camera_height=h, camera_pitch=0.45, wall_distance=5.0))
+    ids = [1, 2]
+    exact = np.stack([scene.instances == i for i in ids])
+    grown = np.stack([ndimage.binary_dilation(m, iterations=4) for m in exact])
+    floor, wall = scene.surfaces == 1, scene.surfaces == 2
+    masks = np.concatenate([grown, [floor, wall]])
+    prompts = prompts_of(np.concatenate([exact, [floor, wall]]))
+    result = analyse_scene(masks, noisy_depth(scene), camera_of(scene), prompts, CONFIG, transform=to_target(scene),
+                           up=UP)
+    lower, upper = result.objects[0], result.objects[1]
+    assert lower.kind == "object" and upper.kind == "object"
+    assert upper.support == 0 and upper.support_kind == "object"  # the renderer's ground truth: on the box
+    assert lower.support == 2 and lower.support_kind == "floor"

@@ -19,15 +19,18 @@ MAX_TABLE_THICKNESS = 0.1  # m: a table top is a slab at most this thick
 STEEP_VIEW_COS = np.cos(np.radians(30.0))  # seen within 30 degrees of vertical, sides are foreshortened to half or less
 
 
-def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks: list[int], up: np.ndarray,
-             camera_position: np.ndarray, *, tolerance: float, sigma_at_1m: float, band_sigmas: float,
-             min_band: float) -> dict[int, float]:
+def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks: list[int], masks: np.ndarray,
+             grid: np.ndarray, up: np.ndarray, camera_position: np.ndarray, *, tolerance: float, sigma_at_1m: float,
+             band_sigmas: float, min_band: float) -> dict[int, float]:
     """Set ``support`` / ``support_kind`` of every valid whole object in ``estimates`` (in place); return the
     height of each one's support's top (-inf where nothing was found beneath it).
 
-    ``plane_masks[k]`` is the index of the largest structure mask on plane k (-1 if none).
+    ``plane_masks[k]`` is the index of the largest structure mask on plane k (-1 if none); ``masks``
+    (N, h, w) and ``grid`` (h, w, 3) are the refined masks and points of the stage's grid (an object's
+    top as a support is measured on its own pixels, see ``_own_tops``).
     """
     objects = [i for i, e in enumerate(estimates) if e.valid and e.kind == "object" and e.parent < 0]
+    own_top = _own_tops(estimates, objects, masks, grid, up)
     horizontal = [k for k, p in enumerate(planes) if p.kind in (FLOOR, TABLE)]
     tops = {}
     for i in objects:
@@ -50,8 +53,11 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
             other = estimates[j]
             if j == i or other.centroid @ up >= below.centroid @ up:
                 continue
-            if other.top <= below.bottom + gate and _overlaps(below, other, up) and other.top > best_height:
-                best_height, best_top, best = other.top, other.top, (j, "object")
+            if not _overlaps(below, other, up):
+                continue
+            top = own_top(j)
+            if top <= below.bottom + gate and top > best_height:
+                best_height, best_top, best = top, top, (j, "object")
         below.support, below.support_kind = best
         tops[i] = best_top
     return tops
@@ -132,6 +138,25 @@ def _gate(estimate: Object3DEstimate, camera_position: np.ndarray, tolerance: fl
     (refinement removed that much of its base) plus ``tolerance``."""
     distance = float(np.linalg.norm(estimate.centroid - camera_position))
     return float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band)) + tolerance
+
+
+def _own_tops(estimates: list[Object3DEstimate], objects: list[int], masks: np.ndarray, grid: np.ndarray,
+              up: np.ndarray):
+    """Per object (on demand), the top (99th percentile along up, as fusion's) of its pixels that no other whole
+    object's mask claims: a mask that bleeds onto what stands on it would otherwise reach up its foot and
+    hide the contact. Objects with fewer than 10 such points keep their fused top."""
+    claimed = np.count_nonzero(masks[objects], axis=0) if objects else np.zeros(masks.shape[1:], np.int64)
+    cache: dict[int, float] = {}
+
+    def top(j: int) -> float:
+        if j not in cache:
+            with np.errstate(invalid="ignore"):
+                heights = grid[masks[j] & (claimed == 1)] @ up
+            heights = heights[np.isfinite(heights)]
+            cache[j] = float(np.percentile(heights, 99)) if heights.size >= 10 else estimates[j].top
+        return cache[j]
+
+    return top
 
 
 def _plane_height_under(plane: Plane, point: np.ndarray, up: np.ndarray) -> float:
