@@ -31,7 +31,7 @@ from sam_ros.camera import PinholeCamera  # noqa: E402
 from sam_ros.config import SamRosConfig  # noqa: E402
 from sam_ros.model import BUNDLED_PARAMS  # noqa: E402
 from sam_ros.pipeline import Segmenter  # noqa: E402
-from sam_ros.scene.fusion import depth_to_metres, fuse_masks  # noqa: E402
+from sam_ros.scene.fusion import back_project, depth_to_metres, fuse_masks  # noqa: E402
 from sam_ros.scene.stage import analyse_scene  # noqa: E402
 from sam_ros.synthetic import add_depth_noise, render, sample_scene, to_16uc1_mm  # noqa: E402
 from sam_ros.synthetic.render import pitch_rotation  # noqa: E402
@@ -148,6 +148,17 @@ def inside_point(mask: np.ndarray) -> tuple[int, int]:
     return int(x), int(y)
 
 
+def visible_extent(mask: np.ndarray, depth: np.ndarray, rays: np.ndarray, transform: np.ndarray) -> float:
+    """Long side (m, 2nd-98th percentiles) of a planar surface's visible part, from exact depth: what the scene
+    stage's rule for structure (a patch at least ``plane_min_extent`` long) measures, computed here alone."""
+    points = back_project(depth[mask], rays[mask], transform)
+    rel = points - points.mean(0)
+    _, _, axes = np.linalg.svd(rel, full_matrices=False)
+    coords = rel @ axes[:2].T  # the two in-plane directions of most spread
+    low, high = np.percentile(coords, 2, axis=0), np.percentile(coords, 98, axis=0)
+    return float((high - low).max())
+
+
 def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
     """Rich scenes (rooms, tables, stacks, shadows, textured floors/walls, plates) with ground-truth masks
     (the shipped model does not segment them yet), object masks grown by ``bleed_px`` pixels as a
@@ -156,7 +167,8 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
 
     rows = {"structure": 0, "structure_n": 0, "legs": 0, "legs_n": 0, "objects": 0, "objects_n": 0,
             "support_ok": 0, "support_n": 0, "aabb_iou": [], "aabb_iou_unrefined": [],
-            "by_class": {name: [0, 0] for name in ("floor", "wall", "table_top")}, "room_as_object": 0}
+            "by_class": {name: [0, 0] for name in ("floor", "wall", "table_top")}, "room_as_object": 0,
+            "large": 0, "large_n": 0}
     classes = {"floor": "floor", "wall": "wall", "table_top": "table", "table_leg": "table"}
     for k in range(scenes):
         rng = np.random.default_rng(8000 + k)
@@ -177,6 +189,7 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
         truth = fuse_masks(exact, depth_to_metres(scene.depth), camera, erosion_px=0, mad_gate=1e9,
                            transform=transform, up=up)
         support_truth = {o.id: o.support for o in scene.objects}
+        rays = camera.rays()
         for i, (v, o) in enumerate(zip(ids, result.objects)):
             if v in kinds:
                 key = "legs" if kinds[v] == "table_leg" else "structure"
@@ -187,6 +200,11 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
                     rows["by_class"][kinds[v]][0] += right
                     rows["by_class"][kinds[v]][1] += 1
                 rows["room_as_object"] += kinds[v] in ("floor", "wall") and o.valid and o.kind == "object"
+                large = key == "structure" and visible_extent(exact[i], scene.depth, rays, transform) >= \
+                    config.plane_min_extent
+                if large:
+                    rows["large"] += right
+                    rows["large_n"] += 1
                 continue
             rows["objects_n"] += 1
             rows["objects"] += o.kind == "object"
@@ -326,6 +344,8 @@ def main() -> None:
               f"table legs {rich['legs'] / max(rich['legs_n'], 1):.1%} of {rich['legs_n']}")
         print("  by class: " + ", ".join(f"{name} {ok}/{n}" for name, (ok, n) in rich["by_class"].items()) +
               f"; floor/walls in the object list {rich['room_as_object']} times")
+        print(f"  of those whose visible part is at least plane_min_extent ({config.plane_min_extent} m) long: "
+              f"{rich['large'] / max(rich['large_n'], 1):.1%} of {rich['large_n']}")
         print(f"  objects kept as objects       {rich['objects'] / max(rich['objects_n'], 1):.1%} of "
               f"{rich['objects_n']}")
         print(f"  support correct               {rich['support_ok'] / max(rich['support_n'], 1):.1%} of "
