@@ -27,10 +27,10 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
 
     ``plane_masks[k]`` is the index of the largest structure mask on plane k (-1 if none); ``masks``
     (N, h, w) and ``grid`` (h, w, 3) are the refined masks and points of the stage's grid (an object's
-    top as a support is measured on its own pixels, see ``_own_tops``).
+    top and footprint as a support are measured on its own pixels, see ``_own_supports``).
     """
     objects = [i for i, e in enumerate(estimates) if e.valid and e.kind == "object" and e.parent < 0]
-    own_top = _own_tops(estimates, objects, masks, grid, up)
+    own_support = _own_supports(estimates, objects, masks, grid, up)
     horizontal = [k for k, p in enumerate(planes) if p.kind in (FLOOR, TABLE)]
     tops = {}
     for i in objects:
@@ -53,10 +53,10 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
             other = estimates[j]
             if j == i or other.centroid @ up >= below.centroid @ up:
                 continue
-            if not _overlaps(below, other, up):
+            if not _overlaps(below, other, other.obb_size[:2] / 2):
                 continue
-            top = own_top(j)
-            if top <= below.bottom + gate and top > best_height:
+            top, centre, half = own_support(j)
+            if top <= below.bottom + gate and top > best_height and _overlaps(below, other, half, centre):
                 best_height, best_top, best = top, top, (j, "object")
         below.support, below.support_kind = best
         tops[i] = best_top
@@ -140,23 +140,30 @@ def _gate(estimate: Object3DEstimate, camera_position: np.ndarray, tolerance: fl
     return float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band)) + tolerance
 
 
-def _own_tops(estimates: list[Object3DEstimate], objects: list[int], masks: np.ndarray, grid: np.ndarray,
+def _own_supports(estimates: list[Object3DEstimate], objects: list[int], masks: np.ndarray, grid: np.ndarray,
               up: np.ndarray):
-    """Per object (on demand), the top (99th percentile along up, as fusion's) of its pixels that no other whole
-    object's mask claims: a mask that bleeds onto what stands on it would otherwise reach up its foot and
-    hide the contact. Objects with fewer than 10 such points keep their fused top."""
+    """Per object (on demand), its top (99th percentile along up, as fusion's) and its footprint (1st-99th
+    percentiles along its box's x and y: centre offset and half sizes) measured on the pixels that no other
+    whole object's mask claims. A mask that bleeds onto what stands on it would otherwise reach up its
+    foot and hide the contact, and one that bleeds onto what stands behind it would reach under it.
+    Objects with fewer than 10 such points keep their fused box."""
     claimed = np.count_nonzero(masks[objects], axis=0) if objects else np.zeros(masks.shape[1:], np.int64)
-    cache: dict[int, float] = {}
+    cache: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
 
-    def top(j: int) -> float:
+    def own(j: int) -> tuple[float, np.ndarray, np.ndarray]:
         if j not in cache:
-            with np.errstate(invalid="ignore"):
-                heights = grid[masks[j] & (claimed == 1)] @ up
-            heights = heights[np.isfinite(heights)]
-            cache[j] = float(np.percentile(heights, 99)) if heights.size >= 10 else estimates[j].top
+            estimate = estimates[j]
+            points = grid[masks[j] & (claimed == 1)]
+            points = points[np.isfinite(points).all(1)]
+            if len(points) < 10:
+                cache[j] = estimate.top, np.zeros(2), estimate.obb_size[:2] / 2
+            else:
+                local = (points - estimate.obb_center) @ estimate.obb_rotation[:, :2]
+                low, high = np.percentile(local, 1, axis=0), np.percentile(local, 99, axis=0)
+                cache[j] = float(np.percentile(points @ up, 99)), (low + high) / 2, (high - low) / 2
         return cache[j]
 
-    return top
+    return own
 
 
 def _plane_height_under(plane: Plane, point: np.ndarray, up: np.ndarray) -> float:
@@ -168,13 +175,14 @@ def _plane_height_under(plane: Plane, point: np.ndarray, up: np.ndarray) -> floa
     return float(point @ up - t)
 
 
-def _overlaps(upper: Object3DEstimate, lower: Object3DEstimate, up: np.ndarray) -> bool:
-    """Whether the upper box's footprint centre lies over the lower box's footprint (grown by a quarter of the
-    upper's smaller side: the lower one's far half may be hidden)."""
-    offset = upper.obb_center - lower.obb_center
-    local = np.abs(offset @ lower.obb_rotation[:, :2])
+def _overlaps(upper: Object3DEstimate, lower: Object3DEstimate, half: np.ndarray,
+              centre: float | np.ndarray = 0.0) -> bool:
+    """Whether the upper box's footprint centre lies over the lower box's footprint: ``half`` sizes about
+    ``centre`` along the lower box's x and y, grown by a quarter of the upper's smaller side (the lower
+    one's far half may be hidden)."""
+    local = (upper.obb_center - lower.obb_center) @ lower.obb_rotation[:, :2] - centre
     margin = upper.obb_size[:2].min() / 4
-    return bool((local <= lower.obb_size[:2] / 2 + margin).all())
+    return bool((np.abs(local) <= half + margin).all())
 
 
 def table_legs(estimates: list[Object3DEstimate], planes: list[Plane], up: np.ndarray, camera_position: np.ndarray, *,
