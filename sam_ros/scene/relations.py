@@ -73,8 +73,8 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
     Nothing floats: an object's visible bottom may hang above its support only where the camera cannot
     see its lower part. A slab has none to hide: no thicker than a table top (``MAX_TABLE_THICKNESS``
     plus the plane band), with at least ``structure_fraction`` of its points (``points`` grouped by
-    ``index``) in the band of one level plane, as any structure mask, and not cut off below by something
-    nearer (``_occluded_below``; ``masks`` (N, h, w), the points ``grid`` (h, w, 3) and depth ``z``
+    ``index``) in the band of one level plane, as any structure mask, and seen to overhang: free space right
+    below its edge in the image (``_overhangs``; ``masks`` (N, h, w), the points ``grid`` (h, w, 3) and depth ``z``
     (h, w) are the stage's grid). One whose bottom is farther above the top of the highest thing beneath
     it than the band plus ``tolerance`` is a top on legs, too small or too near to be found as a plane of
     its own. Seen steeply (within 30 degrees of vertical) an object's sides are foreshortened to half
@@ -98,8 +98,9 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
         if np.mean(np.abs(heights - level) <= band) < structure_fraction:
             continue
         with np.errstate(invalid="ignore"):
-            surface = masks[i] & (np.abs(grid @ up - level) <= plane_band(z, sigma_at_1m, band_sigmas, min_band))
-        if _occluded_below(surface, z, sigma_at_1m, band_sigmas, min_band):
+            grid_heights = grid @ up
+            surface = masks[i] & (np.abs(grid_heights - level) <= plane_band(z, sigma_at_1m, band_sigmas, min_band))
+        if not _overhangs(surface, z, grid_heights, MAX_TABLE_THICKNESS + gate, sigma_at_1m, band_sigmas, min_band):
             continue
         plane = level_plane(own, up, level, camera_position, TABLE)
         slab.kind, slab.structure = "structure", TABLE
@@ -111,25 +112,34 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
     return found
 
 
-def _occluded_below(mask: np.ndarray, z: np.ndarray, sigma_at_1m: float, band_sigmas: float, min_band: float,
-                    step: int = 2) -> bool:
-    """Whether, below the lower edge of a slab's surface (``mask``) in the image, more columns show something
-    nearer (an occluder hiding its lower part) than something farther (free space under an overhang, the
-    floor behind it), ``step`` grid rows below the edge, past its flying pixels. Image rows are taken as
-    the way down."""
-    h = mask.shape[0]
-    columns = np.nonzero(mask.any(0))[0]
-    if columns.size == 0:
-        return False
-    edge = h - 1 - np.argmax(mask[::-1, columns], axis=0)
-    beyond = edge + step
-    inside = beyond < h
-    columns, edge, beyond = columns[inside], edge[inside], beyond[inside]
-    near, far = z[edge, columns], z[beyond, columns]
-    ok = np.isfinite(near) & np.isfinite(far)
-    near, far = near[ok], far[ok]
-    band = plane_band(near, sigma_at_1m, band_sigmas, min_band)
-    return int(np.count_nonzero(near - far > band)) > int(np.count_nonzero(far - near > band))
+def _overhangs(surface: np.ndarray, z: np.ndarray, heights: np.ndarray, max_drop: float, sigma_at_1m: float,
+               band_sigmas: float, min_band: float) -> bool:
+    """Whether free space lies beneath a slab's ``surface`` (h, w): walking down each column from the surface's
+    lower edge in the image (image rows taken as the way down) across depth that stays continuous (within
+    the plane band, gaps without depth bridged), more columns reach a jump to something farther (the floor
+    behind, under an overhang) within ``max_drop`` metres of ``heights`` below the edge than reach a jump to
+    something nearer (an occluder hiding a lower part), continue farther down (a body of its own: the
+    side of a box whose top alone was segmented) or leave the image (a part out of view)."""
+    h = surface.shape[0]
+    columns = np.nonzero(surface.any(0))[0]
+    edge = h - 1 - np.argmax(surface[::-1, columns], axis=0)
+    rows = np.arange(h)[:, None]
+    depth, height = z[:, columns], heights[:, columns]
+    valid = np.isfinite(depth) & (rows >= edge)
+    last = np.maximum.accumulate(np.where(valid, rows, -1), axis=0)   # the last valid row at or above each row
+    cols = np.arange(columns.size)
+    filled = np.where(last >= 0, depth[last.clip(0), cols], np.nan)
+    band = plane_band(filled, sigma_at_1m, band_sigmas, min_band)
+    with np.errstate(invalid="ignore"):
+        jump = valid[1:] & (np.abs(depth[1:] - filled[:-1]) > band[:-1])  # row r+1 departs from the run above it
+    jump &= rows[:-1] >= edge
+    has_jump = jump.any(0)
+    at = np.argmax(jump, axis=0)                                      # the run's last row is last[at]
+    before = last[at, cols].clip(0)
+    drop = height[edge, cols] - height[before, cols]
+    within = has_jump & (drop <= max_drop)
+    farther = within & (depth[(at + 1).clip(max=h - 1), cols] > filled[at, cols])
+    return int(np.count_nonzero(farther)) > columns.size - int(np.count_nonzero(farther))
 
 
 def _gate(estimate: Object3DEstimate, camera_position: np.ndarray, tolerance: float, sigma_at_1m: float,
