@@ -114,3 +114,24 @@ def test_a_mask_that_bleeds_onto_what_stands_on_it_still_supports_it():
     assert lower.kind == "object" and upper.kind == "object"
     assert upper.support == 0 and upper.support_kind == "object"  # the renderer's ground truth: on the box
     assert lower.support == 2 and lower.support_kind == "floor"
+
+
+def test_the_top_of_a_box_segmented_alone_stays_an_object():
+    """A mask of a box's top face alone is a thin level slab above the floor, but below its edge the box's
+    own side continues deeper than a table top: a body, not free space under an overhang."""
+    h = 1.2
+    box = SceneObject(1, "box", (0.1, h - 0.2, 1.8), (0.35, 0.4, 0.3), yaw=0.4, texture="coffee")
+    scene = render(SceneSpec((box,), camera_height=h, camera_pitch=0.5, wall_distance=4.0))
+    transform = to_target(scene)
+    depth = scene.depth.astype(np.float64)
+    rays = camera_of(scene).rays()
+    optical = np.stack([rays[..., 0] * depth, rays[..., 1] * depth, depth], -1)
+    height = optical @ transform[2, :3] + transform[2, 3]
+    top_face = (scene.instances == 1) & (np.abs(height - 0.4) < 0.005)  # from exact depth: the top alone
+    floor, wall = scene.surfaces == 1, scene.surfaces == 2
+    masks = np.stack([top_face, floor, wall])
+    result = analyse_scene(masks, noisy_depth(scene), camera_of(scene), prompts_of(masks), CONFIG,
+                           transform=transform, up=UP)
+    top = result.objects[0]
+    assert top_face.sum() > 1000 and top.bottom > 0.3  # it does hang above the floor: the rule had to decide
+    assert top.kind == "object" and top.valid

@@ -66,8 +66,8 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
 def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, float], index: np.ndarray,
                     points: np.ndarray, masks: np.ndarray, grid: np.ndarray, z: np.ndarray, planes: list[Plane],
                     plane_masks: list[int], up: np.ndarray, camera_position: np.ndarray, *,
-                    structure_fraction: float, tolerance: float, sigma_at_1m: float, band_sigmas: float,
-                    min_band: float) -> bool:
+                    structure_fraction: float, jump_ratio: float, tolerance: float, sigma_at_1m: float,
+                    band_sigmas: float, min_band: float) -> bool:
     """Level slabs hanging above everything beneath them are table tops (in place).
 
     Nothing floats: an object's visible bottom may hang above its support only where the camera cannot
@@ -100,7 +100,7 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
         with np.errstate(invalid="ignore"):
             grid_heights = grid @ up
             surface = masks[i] & (np.abs(grid_heights - level) <= plane_band(z, sigma_at_1m, band_sigmas, min_band))
-        if not _overhangs(surface, z, grid_heights, MAX_TABLE_THICKNESS + gate, sigma_at_1m, band_sigmas, min_band):
+        if not _overhangs(surface, z, grid_heights, MAX_TABLE_THICKNESS + gate, jump_ratio):
             continue
         plane = level_plane(own, up, level, camera_position, TABLE)
         slab.kind, slab.structure = "structure", TABLE
@@ -112,11 +112,10 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
     return found
 
 
-def _overhangs(surface: np.ndarray, z: np.ndarray, heights: np.ndarray, max_drop: float, sigma_at_1m: float,
-               band_sigmas: float, min_band: float) -> bool:
+def _overhangs(surface: np.ndarray, z: np.ndarray, heights: np.ndarray, max_drop: float, jump_ratio: float) -> bool:
     """Whether free space lies beneath a slab's ``surface`` (h, w): walking down each column from the surface's
-    lower edge in the image (image rows taken as the way down) across depth that stays continuous (within
-    the plane band, gaps without depth bridged), more columns reach a jump to something farther (the floor
+    lower edge in the image (image rows taken as the way down) across depth that stays continuous (no jump
+    of more than ``jump_ratio`` of the depth, as refinement's; gaps without depth bridged), more columns reach a jump to something farther (the floor
     behind, under an overhang) within ``max_drop`` metres of ``heights`` below the edge than reach a jump to
     something nearer (an occluder hiding a lower part), continue farther down (a body of its own: the
     side of a box whose top alone was segmented) or leave the image (a part out of view)."""
@@ -129,9 +128,8 @@ def _overhangs(surface: np.ndarray, z: np.ndarray, heights: np.ndarray, max_drop
     last = np.maximum.accumulate(np.where(valid, rows, -1), axis=0)   # the last valid row at or above each row
     cols = np.arange(columns.size)
     filled = np.where(last >= 0, depth[last.clip(0), cols], np.nan)
-    band = plane_band(filled, sigma_at_1m, band_sigmas, min_band)
     with np.errstate(invalid="ignore"):
-        jump = valid[1:] & (np.abs(depth[1:] - filled[:-1]) > band[:-1])  # row r+1 departs from the run above it
+        jump = valid[1:] & (np.abs(depth[1:] - filled[:-1]) > jump_ratio * filled[:-1])  # row r+1 leaves the run
     jump &= rows[:-1] >= edge
     has_jump = jump.any(0)
     at = np.argmax(jump, axis=0)                                      # the run's last row is last[at]

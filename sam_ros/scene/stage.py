@@ -106,7 +106,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
                     tolerance=config.support_tolerance, **noise)
     if floating_tables(estimates, tops, cloud.index.numpy(), cloud.points.numpy(), refined.keep, points, z, planes,
                        plane_masks, up_vec, camera_position, structure_fraction=config.structure_fraction,
-                       tolerance=config.support_tolerance, **noise):
+                       jump_ratio=config.depth_jump_ratio, tolerance=config.support_tolerance, **noise):
         supports(estimates, planes, plane_masks, refined.keep, points, up_vec, camera_position,
                  tolerance=config.support_tolerance, **noise)
     table_legs(estimates, planes, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
