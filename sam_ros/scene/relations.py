@@ -97,10 +97,13 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
         band = plane_band(np.linalg.norm(own - camera_position, axis=1), sigma_at_1m, band_sigmas, min_band)
         if np.mean(np.abs(heights - level) <= band) < structure_fraction:
             continue
+        columns = np.nonzero(masks[i].any(0))[0]
+        span = slice(columns[0], columns[-1] + 1)  # the image columns the slab spans
         with np.errstate(invalid="ignore"):
-            grid_heights = grid @ up
-            surface = masks[i] & (np.abs(grid_heights - level) <= plane_band(z, sigma_at_1m, band_sigmas, min_band))
-        if not _overhangs(surface, z, grid_heights, MAX_TABLE_THICKNESS + gate, jump_ratio):
+            heights_below = grid[:, span] @ up
+            surface = masks[i][:, span] & (np.abs(heights_below - level) <=
+                                           plane_band(z[:, span], sigma_at_1m, band_sigmas, min_band))
+        if not _overhangs(surface, z[:, span], heights_below, MAX_TABLE_THICKNESS + gate, jump_ratio):
             continue
         plane = level_plane(own, up, level, camera_position, TABLE)
         slab.kind, slab.structure = "structure", TABLE
@@ -155,13 +158,14 @@ def _own_supports(estimates: list[Object3DEstimate], objects: list[int], masks: 
     whole object's mask claims. A mask that bleeds onto what stands on it would otherwise reach up its
     foot and hide the contact, and one that bleeds onto what stands behind it would reach under it.
     Objects with fewer than 10 such points keep their fused box."""
-    claimed = np.count_nonzero(masks[objects], axis=0) if objects else np.zeros(masks.shape[1:], np.int64)
     cache: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
 
     def own(j: int) -> tuple[float, np.ndarray, np.ndarray]:
         if j not in cache:
             estimate = estimates[j]
-            points = grid[masks[j] & (claimed == 1)]
+            rows, cols = np.nonzero(masks[j])
+            alone = np.count_nonzero(masks[objects][:, rows, cols], axis=0) == 1
+            points = grid[rows[alone], cols[alone]]
             points = points[np.isfinite(points).all(1)]
             if len(points) < 10:
                 cache[j] = estimate.top, np.zeros(2), estimate.obb_size[:2] / 2
