@@ -116,12 +116,13 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
 
 
 def _overhangs(surface: np.ndarray, z: np.ndarray, heights: np.ndarray, max_drop: float, jump_ratio: float) -> bool:
-    """Whether free space lies beneath a slab's ``surface`` (h, w): walking down each column from the surface's
-    lower edge in the image (image rows taken as the way down) across depth that stays continuous (no jump
-    of more than ``jump_ratio`` of the depth, as refinement's; gaps without depth bridged), more columns reach a jump to something farther (the floor
-    behind, under an overhang) within ``max_drop`` metres of ``heights`` below the edge than reach a jump to
-    something nearer (an occluder hiding a lower part), continue farther down (a body of its own: the
-    side of a box whose top alone was segmented) or leave the image (a part out of view)."""
+    """Whether free space lies beneath a slab's ``surface`` (h, w). Walking down each column from the surface's
+    lower edge in the image (image rows taken as the way down) across continuous depth (no jump of more than
+    ``jump_ratio`` of the depth, as refinement's; gaps without depth bridged), more columns must reach a jump
+    to something farther (the floor behind, under an overhang) within ``max_drop`` metres of ``heights``
+    below the edge than reach a jump to something nearer (an occluder hiding a lower part), continue
+    farther down (a body of its own: the side of a box whose top alone was segmented) or leave the image
+    (a part out of view)."""
     h = surface.shape[0]
     columns = np.nonzero(surface.any(0))[0]
     edge = h - 1 - np.argmax(surface[::-1, columns], axis=0)
