@@ -168,7 +168,7 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
     rows = {"structure": 0, "structure_n": 0, "legs": 0, "legs_n": 0, "objects": 0, "objects_n": 0,
             "support_ok": 0, "support_n": 0, "aabb_iou": [], "aabb_iou_unrefined": [],
             "by_class": {name: [0, 0] for name in ("floor", "wall", "table_top")}, "room_as_object": 0,
-            "large": 0, "large_n": 0}
+            "large": 0, "large_n": 0, "room_frames": 0}
     classes = {"floor": "floor", "wall": "wall", "table_top": "table", "table_leg": "table"}
     for k in range(scenes):
         rng = np.random.default_rng(8000 + k)
@@ -190,6 +190,7 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
                            transform=transform, up=up)
         support_truth = {o.id: o.support for o in scene.objects}
         rays = camera.rays()
+        room_ok = True  # every floor and wall at least plane_min_extent long in view is structure of its class
         for i, (v, o) in enumerate(zip(ids, result.objects)):
             if v in kinds:
                 key = "legs" if kinds[v] == "table_leg" else "structure"
@@ -205,6 +206,7 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
                 if large:
                     rows["large"] += right
                     rows["large_n"] += 1
+                    room_ok &= right or kinds[v] == "table_top"
                 continue
             rows["objects_n"] += 1
             rows["objects"] += o.kind == "object"
@@ -223,6 +225,7 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
                 p = plain.objects[i]
                 if p.valid:
                     rows["aabb_iou_unrefined"].append(box_iou(p.aabb_center, p.aabb_size, t.aabb_center, t.aabb_size))
+        rows["room_frames"] += room_ok
     return rows
 
 
@@ -345,7 +348,8 @@ def main() -> None:
         print("  by class: " + ", ".join(f"{name} {ok}/{n}" for name, (ok, n) in rich["by_class"].items()) +
               f"; floor/walls in the object list {rich['room_as_object']} times")
         print(f"  of those whose visible part is at least plane_min_extent ({config.plane_min_extent} m) long: "
-              f"{rich['large'] / max(rich['large_n'], 1):.1%} of {rich['large_n']}")
+              f"{rich['large'] / max(rich['large_n'], 1):.1%} of {rich['large_n']}; frames with all such floor and "
+              f"walls structure of their class {rich['room_frames'] / args.rich_scenes:.1%}")
         print(f"  objects kept as objects       {rich['objects'] / max(rich['objects_n'], 1):.1%} of "
               f"{rich['objects_n']}")
         print(f"  support correct               {rich['support_ok'] / max(rich['support_n'], 1):.1%} of "
