@@ -135,3 +135,16 @@ def test_the_top_of_a_box_segmented_alone_stays_an_object():
     top = result.objects[0]
     assert top_face.sum() > 1000 and top.bottom > 0.3  # it does hang above the floor: the rule had to decide
     assert top.kind == "object" and top.valid
+
+
+def test_what_stands_on_a_plate_thinner_than_the_depth_noise_rests_on_the_plate():
+    """A 1.5 cm plate on the floor 3 m away lies within the floor's band (4.5 cm): by depth it is floor. What
+    stands on it rests on its mask, the most specific surface under it, as the renderer says."""
+    h = 1.3
+    plate = SceneObject(1, "box", (0.0, h - 0.0075, 3.0), (0.45, 0.015, 0.35), yaw=0.2, texture="hubble")
+    cup = SceneObject(2, "cylinder", (0.05, h - 0.015 - 0.1, 3.0), (0.12, 0.2, 0.12), texture="rocket", support=1)
+    spec = SceneSpec((plate, cup), camera_height=h, camera_pitch=0.35, wall_distance=5.0)
+    _, ids, by_id, _ = analyse(spec)
+    assert by_id[2].kind == "object" and by_id[2].valid
+    assert ids[by_id[2].support] == 1
+    assert by_id[1].kind == "object" or by_id[1].structure == "floor"

@@ -19,15 +19,17 @@ MAX_TABLE_THICKNESS = 0.1  # m: a table top is a slab at most this thick
 STEEP_VIEW_COS = np.cos(np.radians(30.0))  # seen within 30 degrees of vertical, sides are foreshortened to half or less
 
 
-def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks: list[int], masks: np.ndarray,
-             grid: np.ndarray, up: np.ndarray, camera_position: np.ndarray, *, tolerance: float, sigma_at_1m: float,
-             band_sigmas: float, min_band: float) -> dict[int, float]:
+def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks: list[int], plane_of_mask: np.ndarray,
+             masks: np.ndarray, grid: np.ndarray, up: np.ndarray, camera_position: np.ndarray, *, tolerance: float,
+             sigma_at_1m: float, band_sigmas: float, min_band: float) -> dict[int, float]:
     """Set ``support`` / ``support_kind`` of every valid whole object in ``estimates`` (in place); return the
     height of each one's support's top (-inf where nothing was found beneath it).
 
-    ``plane_masks[k]`` is the index of the largest structure mask on plane k (-1 if none); ``masks``
-    (N, h, w) and ``grid`` (h, w, 3) are the refined masks and points of the stage's grid (an object's
-    top and footprint as a support are measured on its own pixels, see ``_own_supports``).
+    ``plane_masks[k]`` is the index of the largest structure mask on plane k (-1 if none), ``plane_of_mask``
+    (N,) each mask's plane (-1 for objects): of a plane's masks, an object rests on the smallest whose box
+    it stands over (a plate or a rug too thin to tell from the plane by depth), else on the largest.
+    ``masks`` (N, h, w) and ``grid`` (h, w, 3) are the refined masks and points of the stage's grid (an
+    object's top and footprint as a support are measured on its own pixels, see ``_own_supports``).
     """
     objects = [i for i, e in enumerate(estimates) if e.valid and e.kind == "object" and e.parent < 0]
     own_support = _own_supports(estimates, objects, masks, grid, up)
@@ -48,7 +50,8 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
                 if height > best_height:
                     # a plane seen from below is a slab's underside: its top is up to a slab's thickness higher
                     thickness = MAX_TABLE_THICKNESS if plane.normal @ up < 0 else 0.0
-                    best_height, best_top, best = height, height + thickness, (plane_masks[k], plane.kind)
+                    best_height, best_top = height, height + thickness
+                    best = _surface_under(below, k, estimates, plane_of_mask, plane_masks[k]), plane.kind
         for j in objects:
             other = estimates[j]
             if j == i or other.centroid @ up >= below.centroid @ up:
@@ -65,7 +68,7 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
 
 def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, float], index: np.ndarray,
                     points: np.ndarray, masks: np.ndarray, grid: np.ndarray, z: np.ndarray, planes: list[Plane],
-                    plane_masks: list[int], up: np.ndarray, camera_position: np.ndarray, *,
+                    plane_masks: list[int], plane_of_mask: np.ndarray, up: np.ndarray, camera_position: np.ndarray, *,
                     structure_fraction: float, jump_ratio: float, tolerance: float, sigma_at_1m: float,
                     band_sigmas: float, min_band: float) -> bool:
     """Level slabs hanging above everything beneath them are table tops (in place).
@@ -79,7 +82,8 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
     it than the band plus ``tolerance`` is a top on legs, too small or too near to be found as a plane of
     its own. Seen steeply (within 30 degrees of vertical) an object's sides are foreshortened to half
     their height or less and may not survive refinement (a cup seen from above shows only its rim), so
-    such slabs stay objects. A table's plane joins ``planes``, its mask ``plane_masks``. Returns whether
+    such slabs stay objects. A table's plane joins ``planes``, its mask ``plane_masks`` and
+    ``plane_of_mask``. Returns whether
     any was found (supports then need another pass).
     """
     found = False
@@ -109,6 +113,7 @@ def floating_tables(estimates: list[Object3DEstimate], support_tops: dict[int, f
         slab.kind, slab.structure = "structure", TABLE
         slab.plane = np.array([*plane.normal, plane.offset])
         slab.support, slab.support_kind = -1, ""
+        plane_of_mask[i] = len(planes)
         planes.append(plane)
         plane_masks.append(i)
         found = True
@@ -150,6 +155,17 @@ def _gate(estimate: Object3DEstimate, camera_position: np.ndarray, tolerance: fl
     (refinement removed that much of its base) plus ``tolerance``."""
     distance = float(np.linalg.norm(estimate.centroid - camera_position))
     return float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band)) + tolerance
+
+
+def _surface_under(below: Object3DEstimate, plane: int, estimates: list[Object3DEstimate], plane_of_mask: np.ndarray,
+                   largest: int) -> int:
+    """The smallest valid structure mask on ``plane`` whose box the centre of ``below`` lies over, else ``largest``."""
+    def over(surface: Object3DEstimate) -> bool:
+        local = (below.obb_center - surface.obb_center) @ surface.obb_rotation[:, :2]
+        return bool((np.abs(local) <= surface.obb_size[:2] / 2).all())
+
+    under = [j for j in np.nonzero(plane_of_mask == plane)[0] if estimates[j].valid and over(estimates[j])]
+    return int(min(under, key=lambda j: np.prod(estimates[j].obb_size[:2]))) if under else largest
 
 
 def _own_supports(estimates: list[Object3DEstimate], objects: list[int], masks: np.ndarray, grid: np.ndarray,

@@ -102,12 +102,13 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     lap("fusion_ms")
 
     plane_masks = _largest_structure_mask(estimates, refined.plane, len(planes), cloud.counts.numpy())
-    tops = supports(estimates, planes, plane_masks, refined.keep, points, up_vec, camera_position,
+    tops = supports(estimates, planes, plane_masks, refined.plane, refined.keep, points, up_vec, camera_position,
                     tolerance=config.support_tolerance, **noise)
     if floating_tables(estimates, tops, cloud.index.numpy(), cloud.points.numpy(), refined.keep, points, z, planes,
-                       plane_masks, up_vec, camera_position, structure_fraction=config.structure_fraction,
-                       jump_ratio=config.depth_jump_ratio, tolerance=config.support_tolerance, **noise):
-        supports(estimates, planes, plane_masks, refined.keep, points, up_vec, camera_position,
+                       plane_masks, refined.plane, up_vec, camera_position,
+                       structure_fraction=config.structure_fraction, jump_ratio=config.depth_jump_ratio,
+                       tolerance=config.support_tolerance, **noise):
+        supports(estimates, planes, plane_masks, refined.plane, refined.keep, points, up_vec, camera_position,
                  tolerance=config.support_tolerance, **noise)
     table_legs(estimates, planes, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
     lap("relations_ms")
