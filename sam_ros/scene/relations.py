@@ -181,7 +181,7 @@ def _own_supports(estimates: list[Object3DEstimate], objects: list[int], masks: 
         if j not in cache:
             estimate = estimates[j]
             rows, cols = np.nonzero(masks[j])
-            alone = np.count_nonzero(masks[objects][:, rows, cols], axis=0) == 1
+            alone = np.count_nonzero(masks[:, rows, cols][objects], axis=0) == 1
             points = grid[rows[alone], cols[alone]]
             points = points[np.isfinite(points).all(1)]
             if len(points) < 10:
