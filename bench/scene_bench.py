@@ -1,6 +1,9 @@
 """The scene stage's bars on held-out synthetic scenes with the shipped model's masks (issue 12).
 
     python bench/scene_bench.py [--scenes 20] [--sequences 3] [--frames 8] [--speed-frames 10]
+                                [--rich-scenes 20] [--rich-first-seed 8000]
+
+A count of 0 skips that part.
 
 Scenes are rendered with exact ground truth (seeds 5000+, not used by any test or by training), the
 shipped model segments them, and the whole pipeline (scene stage, tracking, box continuity) runs in a
@@ -28,7 +31,7 @@ from sam_ros.camera import PinholeCamera  # noqa: E402
 from sam_ros.config import SamRosConfig  # noqa: E402
 from sam_ros.model import BUNDLED_PARAMS  # noqa: E402
 from sam_ros.pipeline import Segmenter  # noqa: E402
-from sam_ros.scene.fusion import depth_to_metres, fuse_masks  # noqa: E402
+from sam_ros.scene.fusion import back_project, depth_to_metres, fuse_masks  # noqa: E402
 from sam_ros.scene.stage import analyse_scene  # noqa: E402
 from sam_ros.synthetic import add_depth_noise, render, sample_scene, to_16uc1_mm  # noqa: E402
 from sam_ros.synthetic.render import pitch_rotation  # noqa: E402
@@ -145,17 +148,30 @@ def inside_point(mask: np.ndarray) -> tuple[int, int]:
     return int(x), int(y)
 
 
-def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
+def visible_extent(mask: np.ndarray, depth: np.ndarray, rays: np.ndarray, transform: np.ndarray) -> float:
+    """Long side (m, 2nd-98th percentiles) of a planar surface's visible part, from exact depth: what the scene
+    stage's rule for structure (a patch at least ``plane_min_extent`` long) measures, computed here alone."""
+    points = back_project(depth[mask], rays[mask], transform)
+    rel = points - points.mean(0)
+    _, _, axes = np.linalg.svd(rel, full_matrices=False)
+    coords = rel @ axes[:2].T  # the two in-plane directions of most spread
+    low, high = np.percentile(coords, 2, axis=0), np.percentile(coords, 98, axis=0)
+    return float((high - low).max())
+
+
+def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int, first_seed: int = 8000) -> dict:
     """Rich scenes (rooms, tables, stacks, shadows, textured floors/walls, plates) with ground-truth masks
     (the shipped model does not segment them yet), object masks grown by ``bleed_px`` pixels as a
     segment-everything mask bleeds onto the floor, shadows and background."""
     from scipy import ndimage
 
     rows = {"structure": 0, "structure_n": 0, "legs": 0, "legs_n": 0, "objects": 0, "objects_n": 0,
-            "support_ok": 0, "support_n": 0, "aabb_iou": [], "aabb_iou_unrefined": []}
+            "support_ok": 0, "support_n": 0, "aabb_iou": [], "aabb_iou_unrefined": [],
+            "by_class": {name: [0, 0] for name in ("floor", "wall", "table_top")}, "room_as_object": 0,
+            "large": 0, "large_n": 0, "room_frames": 0}
     classes = {"floor": "floor", "wall": "wall", "table_top": "table", "table_leg": "table"}
     for k in range(scenes):
-        rng = np.random.default_rng(8000 + k)
+        rng = np.random.default_rng(first_seed + k)
         scene = render(sample_scene(rng, style="rich"))
         camera = camera_of(scene)
         depth = depth_to_metres(to_16uc1_mm(add_depth_noise(scene.depth, rng)))
@@ -173,11 +189,24 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
         truth = fuse_masks(exact, depth_to_metres(scene.depth), camera, erosion_px=0, mad_gate=1e9,
                            transform=transform, up=up)
         support_truth = {o.id: o.support for o in scene.objects}
+        rays = camera.rays()
+        room_ok = True  # every floor and wall at least plane_min_extent long in view is structure of its class
         for i, (v, o) in enumerate(zip(ids, result.objects)):
             if v in kinds:
                 key = "legs" if kinds[v] == "table_leg" else "structure"
                 rows[key + "_n"] += 1
-                rows[key] += o.kind == "structure" and o.structure == classes[kinds[v]]
+                right = o.kind == "structure" and o.structure == classes[kinds[v]]
+                rows[key] += right
+                if kinds[v] in rows["by_class"]:
+                    rows["by_class"][kinds[v]][0] += right
+                    rows["by_class"][kinds[v]][1] += 1
+                rows["room_as_object"] += kinds[v] in ("floor", "wall") and o.valid and o.kind == "object"
+                large = key == "structure" and visible_extent(exact[i], scene.depth, rays, transform) >= \
+                    config.plane_min_extent
+                if large:
+                    rows["large"] += right
+                    rows["large_n"] += 1
+                    room_ok &= right or kinds[v] == "table_top"
                 continue
             rows["objects_n"] += 1
             rows["objects"] += o.kind == "object"
@@ -196,6 +225,7 @@ def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int) -> dict:
                 p = plain.objects[i]
                 if p.valid:
                     rows["aabb_iou_unrefined"].append(box_iou(p.aabb_center, p.aabb_size, t.aabb_center, t.aabb_size))
+        rows["room_frames"] += room_ok
     return rows
 
 
@@ -285,47 +315,58 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--speed-frames", type=int, default=10)
     parser.add_argument("--rich-scenes", type=int, default=20)
+    parser.add_argument("--rich-first-seed", type=int, default=8000, help="seed of the first rich scene")
     args = parser.parse_args()
     print(f"CPU: {cpu_flags()}")
     config = SamRosConfig.from_yaml(BUNDLED_PARAMS).replace(device="cpu")
     segmenter = Segmenter(config)
 
-    rows = evaluate_scenes(segmenter, args.scenes)
-    precision = rows["tp"] / max(rows["published"], 1)
-    print(f"{args.scenes} scenes, {rows['true']} true objects (>= {MIN_VISIBLE_PX} px), shipped model's masks, "
-          f"target frame z up")
-    print(f"  precision of the object list  {precision:.3f}   (bar >= 0.9)")
-    print(f"  recall                        {rows['tp'] / max(rows['true'], 1):.3f}   (old pipeline, every mask an "
-          f"object: {rows['old_found'] / max(rows['true'], 1):.3f})")
-    print(f"  objects per true object       {rows['published'] / max(rows['true'], 1):.3f}   (bar <= 1.1)")
-    print(f"  floor/walls structure         {rows['structure_ok'] / max(rows['frames'], 1):.1%} of frames, "
-          f"{rows['structure_in_objects']} times in the object list   (bar >= 99%, 0)")
-    print(f"  support correct               {rows['support_ok'] / max(rows['support_n'], 1):.1%} of "
-          f"{rows['support_n']} matched objects   (bar >= 90%)")
-    print(f"  AABB IoU vs visible surface   {np.median(rows['aabb_iou']):.3f} median   (bar >= 0.7)")
-    print(f"  scene stage in the pipeline   {np.median(rows['scene_ms']):.1f} ms median, decode "
-          f"{np.median(rows['decode_ms']):.1f} ms median (same frames)")
+    if args.scenes:
+        rows = evaluate_scenes(segmenter, args.scenes)
+        precision = rows["tp"] / max(rows["published"], 1)
+        print(f"{args.scenes} scenes, {rows['true']} true objects (>= {MIN_VISIBLE_PX} px), shipped model's masks, "
+              f"target frame z up")
+        print(f"  precision of the object list  {precision:.3f}   (bar >= 0.9)")
+        print(f"  recall                        {rows['tp'] / max(rows['true'], 1):.3f}   (old pipeline, every mask an "
+              f"object: {rows['old_found'] / max(rows['true'], 1):.3f})")
+        print(f"  objects per true object       {rows['published'] / max(rows['true'], 1):.3f}   (bar <= 1.1)")
+        print(f"  floor/walls structure         {rows['structure_ok'] / max(rows['frames'], 1):.1%} of frames, "
+              f"{rows['structure_in_objects']} times in the object list   (bar >= 99%, 0)")
+        print(f"  support correct               {rows['support_ok'] / max(rows['support_n'], 1):.1%} of "
+              f"{rows['support_n']} matched objects   (bar >= 90%)")
+        print(f"  AABB IoU vs visible surface   {np.median(rows['aabb_iou']):.3f} median   (bar >= 0.7)")
+        print(f"  scene stage in the pipeline   {np.median(rows['scene_ms']):.1f} ms median, decode "
+              f"{np.median(rows['decode_ms']):.1f} ms median (same frames)")
 
-    bleed = 4
-    rich = evaluate_rich(args.rich_scenes, config, bleed)
-    print(f"{args.rich_scenes} rich scenes, ground-truth masks, object masks grown by {bleed} px (the model does "
-          f"not segment rich scenes yet)")
-    print(f"  floor/walls/table tops structure of the right class  {rich['structure'] / max(rich['structure_n'], 1):.1%}"
-          f" of {rich['structure_n']};  table legs {rich['legs'] / max(rich['legs_n'], 1):.1%} of {rich['legs_n']}")
-    print(f"  objects kept as objects       {rich['objects'] / max(rich['objects_n'], 1):.1%} of {rich['objects_n']}")
-    print(f"  support correct               {rich['support_ok'] / max(rich['support_n'], 1):.1%} of "
-          f"{rich['support_n']}   (bar >= 90%)")
-    print(f"  AABB IoU vs visible surface   {np.median(rich['aabb_iou']):.3f} median refined, "
-          f"{np.median(rich['aabb_iou_unrefined']):.3f} without refinement")
+    if args.rich_scenes:
+        bleed = 4
+        rich = evaluate_rich(args.rich_scenes, config, bleed, args.rich_first_seed)
+        print(f"{args.rich_scenes} rich scenes (seeds {args.rich_first_seed}+), ground-truth masks, object masks grown "
+              f"by {bleed} px (the model does not segment rich scenes yet)")
+        print(f"  floor/walls/table tops structure of the right class  "
+              f"{rich['structure'] / max(rich['structure_n'], 1):.1%} of {rich['structure_n']};  "
+              f"table legs {rich['legs'] / max(rich['legs_n'], 1):.1%} of {rich['legs_n']}")
+        print("  by class: " + ", ".join(f"{name} {ok}/{n}" for name, (ok, n) in rich["by_class"].items()) +
+              f"; floor/walls in the object list {rich['room_as_object']} times")
+        print(f"  of those whose visible part is at least plane_min_extent ({config.plane_min_extent} m) long: "
+              f"{rich['large'] / max(rich['large_n'], 1):.1%} of {rich['large_n']}; frames with all such floor and "
+              f"walls structure of their class {rich['room_frames'] / args.rich_scenes:.1%}")
+        print(f"  objects kept as objects       {rich['objects'] / max(rich['objects_n'], 1):.1%} of "
+              f"{rich['objects_n']}")
+        print(f"  support correct               {rich['support_ok'] / max(rich['support_n'], 1):.1%} of "
+              f"{rich['support_n']}   (bar >= 90%)")
+        print(f"  AABB IoU vs visible surface   {np.median(rich['aabb_iou']):.3f} median refined, "
+              f"{np.median(rich['aabb_iou_unrefined']):.3f} without refinement")
 
-    flips, raw_flips, steps = yaw_flips(config, segmenter.model, args.sequences, args.frames)
-    print(f"yaw flips > 30 deg of static boxes, moving camera: {flips} of {steps} frame steps "
-          f"(without continuity: {raw_flips})   (bar 0)")
-
-    wall, cpu, decode, count = speed(segmenter, args.speed_frames)
-    print(f"speed, {count} masks at 640x480: scene stage {np.median(wall):.1f} ms median wall, "
-          f"{np.median(cpu):.1f} ms median CPU; decode of the same frames {np.median(decode):.1f} ms median; "
-          f"ratio scene/decode {np.median(wall) / np.median(decode):.3f}   (bar <= 30 ms)")
+    if args.sequences:
+        flips, raw_flips, steps = yaw_flips(config, segmenter.model, args.sequences, args.frames)
+        print(f"yaw flips > 30 deg of static boxes, moving camera: {flips} of {steps} frame steps "
+              f"(without continuity: {raw_flips})   (bar 0)")
+    if args.speed_frames:
+        wall, cpu, decode, count = speed(segmenter, args.speed_frames)
+        print(f"speed, {count} masks at 640x480: scene stage {np.median(wall):.1f} ms median wall, "
+              f"{np.median(cpu):.1f} ms median CPU; decode of the same frames {np.median(decode):.1f} ms median; "
+              f"ratio scene/decode {np.median(wall) / np.median(decode):.3f}   (bar <= 30 ms)")
 
 
 if __name__ == "__main__":

@@ -192,10 +192,12 @@ def _up_vector(found, up) -> np.ndarray:
 
 
 def _classify(found, up: np.ndarray) -> list[Plane]:
-    """Floor: the lowest horizontal plane; other horizontal ones are tables; upright ones walls."""
+    """Floor: the lowest horizontal plane seen from above; other horizontal ones are tables (seen from below:
+    a table top's underside, when the camera is lower than the table); upright ones walls."""
     heights = [f[4] @ up for f in found]
-    horizontal = [i for i, f in enumerate(found) if f[0] @ up >= HORIZONTAL_COS]
-    floor = min(horizontal, key=lambda i: heights[i]) if horizontal else None
+    horizontal = [i for i, f in enumerate(found) if abs(f[0] @ up) >= HORIZONTAL_COS]
+    from_above = [i for i in horizontal if found[i][0] @ up > 0]
+    floor = min(from_above, key=lambda i: heights[i]) if from_above else None
     planes = []
     for i, (normal, offset, inliers, extent, center, axes, half) in enumerate(found):
         kind = (FLOOR if i == floor else TABLE if i in horizontal else
@@ -210,9 +212,12 @@ def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, u
     """Masks (of ``candidates``, (N,) bool) whose own points form one large level or upright plane: structure
     too small in the image to win an MSAC round (a far table top, a strip of wall behind objects).
 
-    A mask qualifies when the RMS distance of its points from their best-fit plane is within half the
-    plane band at its depth and the plane's patch is at least ``min_extent`` long. Points (P, 3) are
-    grouped by ``index`` (ascending).
+    Three normals are tried per mask: its best-fit plane's, up (level) and the horizontal direction of least
+    spread (upright). The mask is a plane when its points' RMS distance from a level or upright one is
+    within half the plane band at its depth; when several are, the one the depth noise explains best.
+    The constrained normals matter where a free fit is ill-posed: a strip of wall only a few noise sigmas
+    high. The plane's patch must be at least ``min_extent`` long. Points (P, 3) are grouped by ``index``
+    (ascending).
     """
     n = len(candidates)
     keep = candidates[index]
@@ -226,15 +231,21 @@ def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, u
     rel = points - mean[index]
     cov = np.stack([np.stack([np.bincount(index, rel[:, a] * rel[:, b], minlength=n) for b in range(3)], 1)
                     for a in range(3)], 1) / weights[:, :, None]
-    values, vectors = np.linalg.eigh(cov[chosen])
+    normals = _candidate_normals(cov, up)                                # (N, 3 candidates, 3)
+    rms = np.sqrt(np.maximum(np.einsum("nci,nij,ncj->nc", normals, cov, normals), 0.0))
+    structural = np.abs(np.einsum("nci,i->nc", normals, up))
+    band = plane_band(np.linalg.norm(mean - camera_position, axis=1), sigma_at_1m, band_sigmas, min_band)
+    level_or_upright = (structural >= HORIZONTAL_COS) | (structural <= VERTICAL_SIN)
+    fits = chosen[:, None] & (rms <= band[:, None] / 2) & level_or_upright
+    choice = np.where(fits.any(1), np.where(fits, rms, np.inf).argmin(1), -1)
+    ambiguous = fits.sum(1) > 1
+    if ambiguous.any():
+        choice[ambiguous] = _best_explained(index, points - camera_position, rel, normals, fits, ambiguous,
+                                            sigma_at_1m, band_sigmas, min_band)
     out = {}
-    for j, i in enumerate(np.nonzero(chosen)[0]):
-        normal = vectors[j][:, 0]
-        distance = np.linalg.norm(mean[i] - camera_position)
-        band = float(plane_band(np.array(distance), sigma_at_1m, band_sigmas, min_band))
-        level, upright = abs(normal @ up) >= HORIZONTAL_COS, abs(normal @ up) <= VERTICAL_SIN
-        if np.sqrt(max(values[j][0], 0.0)) > band / 2 or not (level or upright):
-            continue
+    for i in np.nonzero(choice >= 0)[0]:
+        normal = normals[i, choice[i]]
+        upright = abs(normal @ up) <= VERTICAL_SIN
         offset = float(normal @ mean[i])
         if normal @ camera_position - offset < 0:
             normal, offset = -normal, -offset
@@ -242,6 +253,45 @@ def mask_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, u
         if 2 * half[0] < min_extent:
             continue
         height = float(center @ up)
-        kind = (WALL if upright else FLOOR if floor_height is None or abs(height - floor_height) <= band else TABLE)
+        kind = (WALL if upright else FLOOR if floor_height is None or abs(height - floor_height) <= band[i] else TABLE)
         out[int(i)] = Plane(normal, offset, kind, int(counts[i]), float(2 * half[0]), center, axes, half)
     return out
+
+
+def level_plane(points: np.ndarray, up: np.ndarray, height: float, camera_position: np.ndarray, kind: str) -> Plane:
+    """The level plane at ``height`` along up through (P, 3) points, facing the camera, with their patch."""
+    normal, offset = np.asarray(up, dtype=np.float64), float(height)
+    if normal @ camera_position - offset < 0:
+        normal, offset = -normal, -offset
+    center, axes, half = _patch_box(points, normal)
+    center = center - (center @ normal - offset) * normal
+    return Plane(normal, offset, kind, len(points), float(2 * half[0]), center, axes, half)
+
+
+def _best_explained(index, rays, rel, normals, fits, ambiguous, sigma_at_1m, band_sigmas, min_band) -> np.ndarray:
+    """Per ambiguous mask, which fitting normal its residuals are best explained by depth noise. Noise moves a
+    point along its ray, so its distance from a plane changes by sigma(z) |n . ray direction| (the range
+    stands in for z): a far wall strip is upright although it is as low as the noise is large, because
+    the noise moved its points sideways, not up and down."""
+    n = len(fits)
+    take = ambiguous[index]
+    index, rays, rel = index[take], rays[take], rel[take]
+    distance = np.linalg.norm(rays, axis=1)
+    along = np.abs(np.einsum("pi,pci->pc", rays / distance[:, None], normals[index]))
+    sigma = np.maximum(depth_sigma(distance, sigma_at_1m)[:, None] * along, min_band / band_sigmas)
+    ratio = np.square(np.einsum("pi,pci->pc", rel, normals[index]) / sigma)
+    explained = np.stack([np.bincount(index, ratio[:, c], minlength=n) for c in range(normals.shape[1])], 1)
+    return np.where(fits, explained, np.inf)[ambiguous].argmin(1)
+
+
+def _candidate_normals(cov: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """(N, 3, 3): per (N, 3, 3) covariance, its least-spread direction, up, and its least-spread horizontal one."""
+    _, vectors = np.linalg.eigh(cov)
+    free = vectors[:, :, 0]
+    e1 = np.cross(up, [1.0, 0, 0] if abs(up[0]) < 0.9 else [0, 1.0, 0])
+    e1 /= np.linalg.norm(e1)
+    basis = np.stack([e1, np.cross(up, e1)])                          # (2, 3) horizontal directions
+    flat = np.einsum("ai,nij,bj->nab", basis, cov, basis)             # (N, 2, 2) horizontal covariance
+    _, horizontal = np.linalg.eigh(flat)
+    upright = np.einsum("na,ai->ni", horizontal[:, :, 0], basis)
+    return np.stack([free, np.broadcast_to(up, free.shape), upright], 1)

@@ -19,7 +19,7 @@ from .fusion import (Object3DEstimate, ObjectPoints, as_numpy_masks, back_projec
                      estimate_objects, mad_inliers)
 from .planes import FLOOR, Plane, find_planes, mask_planes
 from .refine import MaskEntries, refine, refined_masks
-from .relations import supports, table_legs
+from .relations import floating_tables, supports, table_legs
 
 PLANE_GRID_PX = 8      # planes are fitted on every 8th pixel of the frame
 PLANE_HYPOTHESES = 256
@@ -102,7 +102,14 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     lap("fusion_ms")
 
     plane_masks = _largest_structure_mask(estimates, refined.plane, len(planes), cloud.counts.numpy())
-    supports(estimates, planes, plane_masks, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
+    tops = supports(estimates, planes, plane_masks, refined.plane, refined.keep, points, up_vec, camera_position,
+                    tolerance=config.support_tolerance, **noise)
+    if floating_tables(estimates, tops, cloud.index.numpy(), cloud.points.numpy(), refined.keep, points, z, planes,
+                       plane_masks, refined.plane, up_vec, camera_position,
+                       structure_fraction=config.structure_fraction, jump_ratio=config.depth_jump_ratio,
+                       tolerance=config.support_tolerance, **noise):
+        supports(estimates, planes, plane_masks, refined.plane, refined.keep, points, up_vec, camera_position,
+                 tolerance=config.support_tolerance, **noise)
     table_legs(estimates, planes, up_vec, camera_position, tolerance=config.support_tolerance, **noise)
     lap("relations_ms")
     return Scene(estimates, full_masks, cloud, planes, up_vec, timings)
