@@ -30,6 +30,8 @@ class Refinement:
     on_plane: np.ndarray    # (h, w) bool: grid pixels within the band of a structure plane
     kept: MaskEntries       # the pixels of ``keep``, as a list
     depth_coverage: np.ndarray  # (N,) fraction of each mask's grid pixels with valid depth (before refinement)
+    whole: MaskEntries      # every pixel of every mask, as it came
+    kept_depth: np.ndarray  # (N,) fraction of each mask's depth pixels that refinement kept
 
 
 @dataclass
@@ -143,7 +145,8 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
                     & ~(structure | keeps_all)[ring.index])
     removed_masks = entries.select(removed).dense(masks.shape) | ring.select(ring_removed).dense(masks.shape)
     return Refinement(structure, np.where(structure, best, -1), masks & ~removed_masks, removed_masks, on_plane,
-                      entries.select(~removed), valid_count / np.maximum(entries.count(n), 1))
+                      entries.select(~removed), valid_count / np.maximum(entries.count(n), 1), entries,
+                      left / np.maximum(valid_count, 1))
 
 
 def _grow(masks: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from ..masks import part_parents
 from .fusion import (Object3DEstimate, ObjectPoints, as_numpy_masks, back_project, check_sizes, erode,
                      estimate_objects, mad_inliers)
 from .planes import FLOOR, Plane, find_planes, mask_planes
-from .refine import MaskEntries, refine, refined_masks
+from .refine import MaskEntries, Refinement, refine, refined_masks
 from .relations import floating_tables, supports, table_legs
 
 PLANE_GRID_PX = 8      # planes are fitted on every 8th pixel of the frame
@@ -27,6 +27,8 @@ PLANE_SEED = 0         # MSAC is seeded: the same frame gives the same planes
 MIN_PLANE_FRACTION = 0.02  # a plane holds at least 2% of the grid's valid points
 MAD_GATE, MIN_GATE_M = 4.0, 0.02
 STRUCTURE, OBJECT = "structure", "object"
+GRAZING_CUT = 0.5      # refinement kept less than this share of a mask's depth: judge the mask whole too,
+MIN_INCIDENCE = np.radians(10.0)  # as a plane that meets the camera's rays at this angle at least
 
 
 @dataclass
@@ -95,10 +97,13 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     parents = part_parents(refined.keep[:, ::2, ::2], refined.structure.astype(np.int64), config.part_containment)
     lap("hierarchy_ms")
 
-    cloud = _gather(refined.kept, refined.structure, refined.depth_coverage, z, points, config.erosion_px, s, min_points)
+    cloud = _gather(refined.kept, refined.structure, refined.depth_coverage, z, points, config.erosion_px, s,
+                    min_points)
     estimates = estimate_objects(cloud, min_valid_points=min_points, up=up_vec)
     _label(estimates, refined, parents, planes, config.fuse_parts)
     _planar_structure(estimates, cloud, planes, refined.plane, up_vec, camera_position, config, noise)
+    for i in _grazing_structure(estimates, refined, z, points, planes, up_vec, camera_position, config, noise):
+        full_masks[i] = masks[i]  # structure masks are published as they came
     lap("fusion_ms")
 
     plane_masks = _largest_structure_mask(estimates, refined.plane, len(planes), cloud.counts.numpy())
@@ -162,6 +167,38 @@ def _planar_structure(estimates: list[Object3DEstimate], cloud: ObjectPoints, pl
     found = mask_planes(cloud.index.numpy(), cloud.points.numpy(), candidates, up,
                         None if floor is None else float(floor.center @ up), camera_position,
                         min_extent=config.plane_min_extent, **noise)
+    _make_structure(estimates, planes, plane_of_mask, found)
+
+
+def _grazing_structure(estimates: list[Object3DEstimate], refined: Refinement, z: np.ndarray, points: np.ndarray,
+                       planes: list[Plane], up: np.ndarray, camera_position: np.ndarray, config: SamRosConfig,
+                       noise: dict) -> list[int]:
+    """Object masks that refinement cut to less than ``GRAZING_CUT`` of their depth, judged whole: a wall seen
+    at a grazing angle has depth steps between neighbouring pixels as large as a discontinuity's, so its
+    depth regions fragment. A mask whose own points are one large level or upright plane that the camera
+    does not see edge-on becomes structure (in place). Returns those masks."""
+    candidates = np.array([o.valid and o.kind == OBJECT and o.parent < 0 for o in estimates], bool)
+    candidates &= refined.kept_depth < GRAZING_CUT
+    if not candidates.any():
+        return []
+    whole = refined.whole
+    chosen = candidates[whole.index] & np.isfinite(z).reshape(-1)[whole.pixel]
+    floor = next((p for p in planes if p.kind == FLOOR), None)
+    found = mask_planes(whole.index[chosen], points.reshape(-1, 3)[whole.pixel[chosen]], candidates, up,
+                        None if floor is None else float(floor.center @ up), camera_position,
+                        min_extent=config.plane_min_extent, **noise)
+    # A mask spread along the camera's rays (an object and the background behind it) fits a plane seen edge-on,
+    # which depth cannot tell from anything: the plane must meet the rays at MIN_INCIDENCE at least.
+    incidence = {i: abs(p.normal @ camera_position - p.offset) / max(np.linalg.norm(p.center - camera_position), 1e-9)
+                 for i, p in found.items()}
+    found = {i: p for i, p in found.items() if incidence[i] >= np.sin(MIN_INCIDENCE)}
+    _make_structure(estimates, planes, refined.plane, found)
+    return sorted(found)
+
+
+def _make_structure(estimates: list[Object3DEstimate], planes: list[Plane], plane_of_mask: np.ndarray,
+                    found: dict[int, Plane]) -> None:
+    """Masks that are planes of their own become structure, and their planes join the scene's."""
     for i, plane in found.items():
         plane_of_mask[i] = len(planes)
         planes.append(plane)
