@@ -126,12 +126,14 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
     on_plane = planar.any(0)
 
     regions = depth_regions(z, on_plane, jump_ratio).reshape(-1)
-    region = regions[entries.pixel]
-    main = _main_regions(masks, regions.reshape(h, w), prompts, entries.index, region)
+    main = _main_regions(masks, regions.reshape(h, w), prompts, entries.index, regions[entries.pixel])
     # Removed: pixels with depth that are on a plane, beside a jump, or in another region than the prompt's.
     # Pixels without depth stay: depth says nothing about them; so does a mask with no region at all.
-    owner = main[entries.index]
-    removed = has_depth & (region != owner) & (owner > 0) & ~structure[entries.index]
+    def elsewhere(cells: MaskEntries) -> np.ndarray:
+        owner = main[cells.index]
+        return finite[cells.pixel] & (regions[cells.pixel] != owner) & (owner > 0) & ~structure[cells.index]
+
+    removed = elsewhere(entries)
     # Refinement never takes a mask's depth away: one left with too few points keeps its own (what it lies on
     # is then decided from the mask as a whole).
     left = entries.count(n, has_depth & ~removed)
@@ -140,9 +142,7 @@ def refine(masks: np.ndarray, points: np.ndarray, z: np.ndarray, planes: list[Pl
     # A full-resolution mask also covers cells next to its grid pixels: those are cut where their grid pixel
     # lies elsewhere too (the mask's edge bleeding onto the background).
     ring = MaskEntries.of(_grow(masks) & ~masks)
-    ring_region, ring_owner = regions[ring.pixel], main[ring.index]
-    ring_removed = (finite[ring.pixel] & (ring_region != ring_owner) & (ring_owner > 0)
-                    & ~(structure | keeps_all)[ring.index])
+    ring_removed = elsewhere(ring) & ~keeps_all[ring.index]
     removed_masks = entries.select(removed).dense(masks.shape) | ring.select(ring_removed).dense(masks.shape)
     return Refinement(structure, np.where(structure, best, -1), masks & ~removed_masks, removed_masks, on_plane,
                       entries.select(~removed), valid_count / np.maximum(entries.count(n), 1), entries,

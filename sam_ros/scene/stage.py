@@ -162,11 +162,8 @@ def _planar_structure(estimates: list[Object3DEstimate], cloud: ObjectPoints, pl
                       noise: dict) -> None:
     """Whole object masks that are one large level or upright plane of their own become structure, and their
     planes join the scene's (in place)."""
-    candidates = np.array([o.valid and o.kind == OBJECT and o.parent < 0 for o in estimates], bool)
-    floor = next((p for p in planes if p.kind == FLOOR), None)
-    found = mask_planes(cloud.index.numpy(), cloud.points.numpy(), candidates, up,
-                        None if floor is None else float(floor.center @ up), camera_position,
-                        min_extent=config.plane_min_extent, **noise)
+    found = _own_planes(cloud.index.numpy(), cloud.points.numpy(), _whole_objects(estimates), planes, up,
+                        camera_position, config, noise)
     _make_structure(estimates, planes, plane_of_mask, found)
 
 
@@ -177,23 +174,32 @@ def _grazing_structure(estimates: list[Object3DEstimate], refined: Refinement, z
     at a grazing angle has depth steps between neighbouring pixels as large as a discontinuity's, so its
     depth regions fragment. A mask whose own points are one large level or upright plane that the camera
     does not see edge-on becomes structure (in place). Returns those masks."""
-    candidates = np.array([o.valid and o.kind == OBJECT and o.parent < 0 for o in estimates], bool)
-    candidates &= refined.kept_depth < GRAZING_CUT
+    candidates = _whole_objects(estimates) & (refined.kept_depth < GRAZING_CUT)
     if not candidates.any():
         return []
     whole = refined.whole
     chosen = candidates[whole.index] & np.isfinite(z).reshape(-1)[whole.pixel]
-    floor = next((p for p in planes if p.kind == FLOOR), None)
-    found = mask_planes(whole.index[chosen], points.reshape(-1, 3)[whole.pixel[chosen]], candidates, up,
-                        None if floor is None else float(floor.center @ up), camera_position,
-                        min_extent=config.plane_min_extent, **noise)
+    found = _own_planes(whole.index[chosen], points.reshape(-1, 3)[whole.pixel[chosen]], candidates, planes, up,
+                        camera_position, config, noise)
     # A mask spread along the camera's rays (an object and the background behind it) fits a plane seen edge-on,
     # which depth cannot tell from anything: the plane must meet the rays at MIN_INCIDENCE at least.
-    incidence = {i: abs(p.normal @ camera_position - p.offset) / max(np.linalg.norm(p.center - camera_position), 1e-9)
-                 for i, p in found.items()}
-    found = {i: p for i, p in found.items() if incidence[i] >= np.sin(MIN_INCIDENCE)}
+    found = {i: p for i, p in found.items() if abs(p.normal @ camera_position - p.offset)
+             >= np.sin(MIN_INCIDENCE) * np.linalg.norm(p.center - camera_position)}
     _make_structure(estimates, planes, refined.plane, found)
     return sorted(found)
+
+
+def _whole_objects(estimates: list[Object3DEstimate]) -> np.ndarray:
+    """(N,) bool: valid object masks that are no part of another."""
+    return np.array([o.valid and o.kind == OBJECT and o.parent < 0 for o in estimates], bool)
+
+
+def _own_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, planes: list[Plane], up: np.ndarray,
+                camera_position: np.ndarray, config: SamRosConfig, noise: dict) -> dict[int, Plane]:
+    """``mask_planes`` of the candidate masks' points (P, 3), grouped by ``index``, against this frame's floor."""
+    floor = next((p for p in planes if p.kind == FLOOR), None)
+    return mask_planes(index, points, candidates, up, None if floor is None else float(floor.center @ up),
+                       camera_position, min_extent=config.plane_min_extent, **noise)
 
 
 def _make_structure(estimates: list[Object3DEstimate], planes: list[Plane], plane_of_mask: np.ndarray,
