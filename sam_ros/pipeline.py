@@ -21,7 +21,7 @@ from .filters import grouped_nms, masks_to_boxes, near_crop_edge, nms, touches_f
 from .scene.boxes import BoxContinuity, TrackBox, box_rotation
 from .scene.fusion import Object3DEstimate, ObjectPoints, depth_to_metres
 from .scene.planes import Plane
-from .scene.stage import Scene, analyse_scene
+from .scene.stage import STRUCTURE, Scene, analyse_scene
 from .image import preprocess, preprocess_views
 from .masks import MaskRecord
 from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
@@ -30,7 +30,7 @@ from .prompts import (AdaptiveGridPrompts, AoPPrompts, EncodedImage, GridPrompts
 from .prompts.temporal import TemporalPrompts, temporal_wrapped
 from .regions import clean_small_regions
 from .timing import StageTimer
-from .tracking import ObjectTracker
+from .tracking import ObjectTracker, Role
 from .transfer import PinnedStaging
 from .views import frame_boxes, layer_point_grids, load_point_grids, lowres_boxes, upsample_views, view_points, view_specs
 
@@ -85,6 +85,11 @@ class Frame:
     planes: list[Plane] | None = None            # structure planes (floor, walls, table tops); None without depth
     up: np.ndarray | None = None                 # the objects' frame's vertical (given, or estimated from the floor)
     refined_masks: torch.Tensor | None = None    # (N, H, W) masks cut to their own surface (scene.refine); None without depth
+
+
+def track_roles(objects: list[Object3DEstimate]) -> list[Role]:
+    """Each mask's role for the tracker: structure, a part (it has a parent) or a whole object."""
+    return [Role.STRUCTURE if o.kind == STRUCTURE else Role.PART if o.parent >= 0 else Role.WHOLE for o in objects]
 
 
 def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -315,7 +320,8 @@ class Segmenter:
             if temporal is not None:
                 temporal.record_kept(result.masks)
                 claims = temporal.claims(result.points)
-            track_ids = self.tracker.update(result.masks, centroids, claims, result.points)
+            track_ids = self.tracker.update(result.masks, centroids, claims, result.points,
+                                            track_roles(objects) if objects is not None else None)
             if scene is not None:
                 self._continuous_boxes(scene, track_ids)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")

@@ -13,10 +13,17 @@ it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from th
 neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
 above. Two tracks of one object (twins: one's predicted mask lies mostly inside the mask the other's
 own prompt made, within the gate) merge into the older. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
+
+Masks have roles (a whole object, a part of one, structure) when the scene stage has judged them. A
+user follows whole objects' ids, and one object often gives a whole and a part that both fit its track:
+so a track passes to a mask of its own role first (a claim across roles waits for the matching, where a
+change of role costs more than any match within the gate), and of twins the one that had the mask's
+role keeps the object.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 import torch
@@ -24,6 +31,16 @@ from torch.nn import functional as F
 
 TRACK_MASK_SIDE = 128  # cells on the long side of a track's mask (640x480 -> 128x96: 5x5 pixels a cell)
 TWIN_SHARE = 0.5  # a track whose predicted mask lies this much inside another track's mask is the same object
+
+
+class Role(IntEnum):
+    """What a mask is, as the scene stage judged it."""
+    WHOLE = 0
+    PART = 1
+    STRUCTURE = 2
+
+
+ROLE_CHANGE_COST = 2.0  # added to a match's cost (at most 1 within the gate) when the mask's role is not the track's
 
 
 @dataclass
@@ -36,6 +53,7 @@ class Track:
     motion: np.ndarray | None = None  # image motion of the mask's centre, frame pixels per frame (x, y)
     prompt: np.ndarray | None = None  # the point prompt that produced its last mask, frame pixels (x, y)
     velocity: np.ndarray | None = None  # 3D motion of the centroid per frame (metres)
+    role: Role = Role.WHOLE       # what its last mask was
 
     def predicted_centroid(self) -> np.ndarray | None:
         """Where the centroid is expected now: moved at constant velocity over the frames since seen."""
@@ -129,27 +147,32 @@ class ObjectTracker:
         self.tracks: list[Track] = []
         self.frame_size: tuple[int, int] | None = None
         self._points: np.ndarray | None = None  # this update's mask prompts
+        self._roles: list[Role] = []  # this update's mask roles
         self._next_id = 1
 
     def update(self, masks: torch.Tensor, centroids: list[np.ndarray | None],
-               claims: list[list[int]] | None = None, prompts: torch.Tensor | None = None) -> list[int]:
+               claims: list[list[int]] | None = None, prompts: torch.Tensor | None = None,
+               roles: list[Role] | None = None) -> list[int]:
         """Ids for this frame's objects (masks (N, H, W) bool; centroid None where depth was invalid).
 
         ``claims[i]``: the ids of the tracks whose temporal prompt produced mask ``i`` (tracks may share one);
-        ``prompts`` (N, 2) the point prompt of each mask, frame pixels (for the next frame's prompts).
+        ``prompts`` (N, 2) the point prompt of each mask, frame pixels (for the next frame's prompts);
+        ``roles[i]``: mask ``i``'s role (all WHOLE when not given).
         """
         n = masks.shape[0]
         frame_size = self.frame_size = tuple(masks.shape[1:])
         compact = compact_masks(masks)
         boxes = mask_boxes(compact, frame_size)
         self._points = prompts.detach().float().cpu().numpy() if prompts is not None else None
+        self._roles = list(roles) if roles is not None else [Role.WHOLE] * n
         overlap, inside = self._overlap(compact)
         cost = self._cost(overlap, centroids)
         ids = [0] * n
         matched: set[int] = set()
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
         claimed = [(i, index_of[c]) for i, ids_i in enumerate(claims or []) for c in ids_i if c in index_of]
-        claimed_cost = np.array([cost[i, j] if overlap[i, j] >= self.min_iou else np.inf for i, j in claimed])
+        claimed_cost = np.array([cost[i, j] if overlap[i, j] >= self.min_iou and self._roles[i] == self.tracks[j].role
+                                 else np.inf for i, j in claimed])
         for k in np.argsort(claimed_cost, kind="stable"):  # the best claimant of a track keeps its id
             i, j = claimed[k]
             if np.isfinite(claimed_cost[k]) and not ids[i] and j not in matched:
@@ -170,7 +193,8 @@ class ObjectTracker:
             if not ids[i]:
                 ids[i] = self._next_id
                 self._next_id += 1
-                self.tracks.append(Track(ids[i], centroids[i], compact[i], boxes[i], prompt=self._prompt(i)))
+                self.tracks.append(Track(ids[i], centroids[i], compact[i], boxes[i], prompt=self._prompt(i),
+                                         role=self._roles[i]))
         return ids
 
     def prompts(self) -> tuple[torch.Tensor, list[int]]:
@@ -206,8 +230,9 @@ class ObjectTracker:
         """One object, one track: an unmatched track whose predicted mask lies mostly inside a mask that a
         track's own prompt made (a share >= ``TWIN_SHARE``, within the gate) is a twin of that track: two
         masks of one object (a whole and its part, or two near copies) were kept once, and since then
-        each one's prompt gives the part, then the whole, and the tracks take turns. The oldest twin keeps
-        the mask and its id; the others end. Returns the indices of the tracks that end."""
+        each one's prompt gives the part, then the whole, and the tracks take turns. The oldest twin of the
+        mask's role (the oldest of all when none has it) keeps the mask and its id; the others end.
+        Returns the indices of the tracks that end."""
         ended: set[int] = set()
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
         for i, track_id in enumerate(ids):
@@ -218,7 +243,7 @@ class ObjectTracker:
                      and inside[i, k] >= TWIN_SHARE and np.isfinite(cost[i, k])]
             if not twins:
                 continue
-            oldest = min([j, *twins], key=lambda k: self.tracks[k].id)
+            oldest = min([j, *twins], key=lambda k: (self.tracks[k].role != self._roles[i], self.tracks[k].id))
             if oldest != j:
                 ids[i] = self._renew(oldest, i, compact, boxes, centroids)
                 matched.add(oldest)
@@ -235,7 +260,7 @@ class ObjectTracker:
         if centroids[i] is not None and track.centroid is not None:
             velocity = (centroids[i] - track.centroid) / (1 + track.age)
         self.tracks[j] = Track(track.id, centroids[i] if centroids[i] is not None else track.centroid,
-                               compact[i], boxes[i], 0, motion, self._prompt(i), velocity)
+                               compact[i], boxes[i], 0, motion, self._prompt(i), velocity, self._roles[i])
         return track.id
 
     def _prompt(self, i: int) -> np.ndarray | None:
@@ -251,6 +276,8 @@ class ObjectTracker:
         return self._mask_iou(compact, predicted), inside.numpy()
 
     def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None]) -> np.ndarray:
+        """(N, tracks) match cost: infinite outside the gate, distance / ``max_distance`` (or 1 - IoU) within
+        it, plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
         n = iou.shape[0]
         cost = np.full((n, len(self.tracks)), np.inf)
         for j, track in enumerate(self.tracks):
@@ -262,6 +289,8 @@ class ObjectTracker:
                         cost[i, j] = distance / max(self.max_distance, 1e-9)
                 elif iou[i, j] >= self.min_iou:
                     cost[i, j] = 1.0 - iou[i, j]
+                if self._roles[i] != track.role:
+                    cost[i, j] += ROLE_CHANGE_COST
         return cost
 
     @staticmethod

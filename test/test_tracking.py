@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_cdt
 
-from sam_ros.tracking import TRACK_MASK_SIDE, ObjectTracker, compact_masks, interior_points
+from sam_ros.tracking import TRACK_MASK_SIDE, ObjectTracker, Role, compact_masks, interior_points
 
 
 def rectangle(h, w, x0, y0, x1, y1):
@@ -151,3 +151,22 @@ def test_twin_tracks_of_one_object_merge_into_the_older():
     assert younger != older
     ids = [tracker.update(box[None], [centre], claims=[[younger]])[0] for _ in range(3)]
     assert ids == [older] * 3 and [t.id for t in tracker.tracks] == [older]
+
+
+def test_a_whole_object_keeps_its_id_when_its_part_fits_the_track_better():
+    """Frame 1 keeps one mask of an object; frame 2 keeps the whole and a part of it, the part nearer the
+    track and made by the track's own prompt. The whole (what ~/objects publishes) keeps the id; the
+    part gets a new one. Without roles the part would take it (the claim and the nearer centroid)."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+    whole, part = rectangle(120, 160, 20, 20, 80, 80), rectangle(120, 160, 20, 20, 60, 60)
+    centre = np.array([0.0, 0.0, 2.0])
+    [track] = tracker.update(whole[None], [centre], roles=[Role.WHOLE])
+    ids = tracker.update(torch.stack([part, whole]), [centre, centre + 0.05], claims=[[track], []],
+                         roles=[Role.PART, Role.WHOLE])
+    assert ids[1] == track and ids[0] != track
+    # The same frame without roles: the claimant (the part) keeps the track.
+    unaware = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+    [track] = unaware.update(whole[None], [centre])
+    assert unaware.update(torch.stack([part, whole]), [centre, centre + 0.05], claims=[[track], []])[0] == track
+    # A part alone next frame continues the part's track, not the whole's.
+    assert tracker.update(part[None], [centre], roles=[Role.PART]) == [ids[0]]
