@@ -10,11 +10,14 @@ decoder's per-prompt FLOPs. Positional encodings enter as terms projected once p
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .common import MLPBlock
+from .factored import FactoredKeys, Values, per_head_products
 
 
 class Attention(nn.Module):
@@ -53,13 +56,6 @@ def _project(layer: nn.Linear, x: Tensor, pe_term: Tensor) -> Tensor:
     return F.linear(x, layer.weight).add_(pe_term)
 
 
-def _per_head_products(a: Tensor, b: Tensor) -> Tensor:
-    """a (B, H, T, d) @ b (H, M, d)^T as (B, H, T, M): one GEMM per head for all prompts."""
-    bsz, h, t, d = a.shape
-    out = torch.bmm(a.transpose(0, 1).reshape(h, bsz * t, d), b.transpose(1, 2))
-    return out.view(h, bsz, t, -1).transpose(0, 1)
-
-
 def image_key_heads(attn: Attention, keys: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor | None]:
     """What ``token_to_image`` needs of the image side: shared image tokens (1, HW, C) get their key and
     value heads once; prompt-specific ones only the projected positional term (keys, values stay unprojected)."""
@@ -84,12 +80,25 @@ def token_to_image(attn: Attention, queries: Tensor, keys: Tensor, k_heads: Tens
     q = q * q.shape[-1] ** -0.5
     scores = torch.matmul(q, attn.head_weights(attn.k_proj)).view(b, h * t, -1)  # (B, HT, C)
     scores = torch.bmm(scores, keys.transpose(1, 2)).view(b, h, t, -1)  # (B, H, T, HW)
-    scores += _per_head_products(q, attn.heads(k_heads)[0])
+    scores += per_head_products(q, attn.heads(k_heads)[0])
     weights = scores.softmax(-1).view(b, h * t, -1)
     pooled = torch.bmm(weights, keys).view(b, h, t, -1)  # (B, H, T, C)
     out = torch.matmul(pooled, attn.head_weights(attn.v_proj).transpose(1, 2))  # (B, H, T, d)
     out = out + attn.v_proj.bias.view(h, 1, -1)
     return attn.merge(out)
+
+
+def token_keys_values(attn: Attention, queries: Tensor, query_pe: Tensor) -> tuple[Tensor, Tensor]:
+    """The token side of an image-to-token attention: key heads (scaled) and value heads (B, H, T, d)."""
+    k = attn.heads(attn.k_proj(queries + query_pe))
+    return k * k.shape[-1] ** -0.5, attn.heads(attn.v_proj(queries))
+
+
+def factored_token_to_image(attn: Attention, queries: Tensor, keys: FactoredKeys, k_pe: Tensor) -> Tensor:
+    """``token_to_image`` against factored image tokens; ``k_pe`` is ``k_proj(key_pe)`` (HW, D)."""
+    q = attn.heads(attn.q_proj(queries))
+    weights = keys.scores(q * q.shape[-1] ** -0.5, attn.k_proj.weight, k_pe).softmax(-1)
+    return attn.merge(keys.pooled(weights, attn.v_proj.weight, attn.v_proj.bias))
 
 
 def image_to_token(attn: Attention, keys: Tensor, q_pe: Tensor, queries: Tensor, query_pe: Tensor,
@@ -103,15 +112,13 @@ def image_to_token(attn: Attention, keys: Tensor, q_pe: Tensor, queries: Tensor,
     """
     b, t, _ = queries.shape
     h = attn.num_heads
-    k = attn.heads(attn.k_proj(queries + query_pe))  # (B, H, T, d)
-    k = k * k.shape[-1] ** -0.5
-    v = attn.heads(attn.v_proj(queries))
+    k, v = token_keys_values(attn, queries, query_pe)
     if keys.shape[0] == 1:  # queries projected once for all prompts
-        scores = _per_head_products(k, attn.heads(_project(attn.q_proj, keys, q_pe))[0]).contiguous()
+        scores = per_head_products(k, attn.heads(_project(attn.q_proj, keys, q_pe))[0]).contiguous()
     else:
         folded = torch.matmul(k, attn.head_weights(attn.q_proj)).view(b, h * t, -1)  # (B, HT, C)
         scores = torch.bmm(folded, keys.transpose(1, 2)).view(b, h, t, -1)
-        scores += _per_head_products(k, attn.heads(q_pe)[0])
+        scores += per_head_products(k, attn.heads(q_pe)[0])
     weights = scores.softmax(2).view(b, h * t, -1)  # (B, HT, HW): each image token over each head's T tokens
     out_weight = attn.out_proj.weight.view(-1, h, v.shape[-1])  # (C, H, d)
     # The output bias rides on the values: each image token's weights sum to one per head, H in all.
@@ -135,24 +142,27 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
-                overwrite_keys: bool = False) -> tuple[Tensor, Tensor]:
-        """queries (B, T, C); keys (1 or B, HW, C); key_pe (1, HW, C). Returns keys as (B, HW, C).
-
-        ``overwrite_keys``: the input keys may be reused for the output (they were made by an earlier layer).
-        """
+    def attend_tokens(self, queries: Tensor, query_pe: Tensor, to_image: Callable[[Tensor], Tensor]) -> Tensor:
+        """The token side of the block: self-attention, ``to_image`` (token-to-image attention of tokens with
+        their positional term), MLP, with their norms."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
             q = queries + query_pe
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
+        queries = self.norm2(queries + to_image(queries + query_pe))
+        return self.norm3(queries + self.mlp(queries))
 
+    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
+                overwrite_keys: bool = False) -> tuple[Tensor, Tensor]:
+        """queries (B, T, C); keys (1 or B, HW, C); key_pe (1, HW, C). Returns keys as (B, HW, C).
+
+        ``overwrite_keys``: the input keys may be reused for the output (they were made by an earlier layer).
+        """
         t2i = self.cross_attn_token_to_image
-        attn_out = token_to_image(t2i, queries + query_pe, keys, *image_key_heads(t2i, keys, key_pe))
-        queries = self.norm2(queries + attn_out)
-        queries = self.norm3(queries + self.mlp(queries))
-
+        queries = self.attend_tokens(queries, query_pe,
+                                     lambda q: token_to_image(t2i, q, keys, *image_key_heads(t2i, keys, key_pe)))
         i2t = self.cross_attn_image_to_token
         keys = self.norm4(image_to_token(i2t, keys, i2t.q_proj(key_pe), queries, query_pe, overwrite_keys))
         return queries, keys
@@ -175,6 +185,8 @@ class TwoWayTransformer(nn.Module):
         """
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
+        if keys.shape[0] == 1 and len(self.layers) == 2 and not torch.is_grad_enabled():
+            return self._factored(keys, key_pe, point_embedding)
         queries = point_embedding
         for i, layer in enumerate(self.layers):  # the first layer's keys are the caller's: never overwritten
             queries, keys = layer(queries, keys, point_embedding, key_pe, overwrite_keys=i > 0)
@@ -182,3 +194,27 @@ class TwoWayTransformer(nn.Module):
         attn_out = token_to_image(final, queries + point_embedding, keys, *image_key_heads(final, keys, key_pe))
         queries = self.norm_final_attn(queries + attn_out)
         return queries, keys
+
+    def _factored(self, image: Tensor, key_pe: Tensor, tokens: Tensor) -> tuple[Tensor, FactoredKeys]:
+        """``forward`` for one shared image embedding, without autograd: the prompts' image tokens stay
+        factored (``factored.py``) from the first layer's image-to-token attention on."""
+        first, second = self.layers
+        b, t, _ = tokens.shape
+        t2i = first.cross_attn_token_to_image
+        heads = image_key_heads(t2i, image, key_pe)
+        queries = first.attend_tokens(tokens, tokens, lambda q: token_to_image(t2i, q, image, *heads))
+        i2t = first.cross_attn_image_to_token
+        k, v = token_keys_values(i2t, queries, tokens)
+        image_q = i2t.heads(_project(i2t.q_proj, image, i2t.q_proj(key_pe)))[0]
+        a1 = per_head_products(k, image_q).softmax(2).reshape(b, -1, image.shape[1])
+        keys = FactoredKeys.after_first_layer(image[0], a1, Values.of(i2t, v)).layer_norm(first.norm4)
+        t2i = second.cross_attn_token_to_image
+        queries = second.attend_tokens(queries, tokens,
+                                       lambda q: factored_token_to_image(t2i, q, keys, t2i.k_proj(key_pe)[0]))
+        i2t = second.cross_attn_image_to_token
+        k, v = token_keys_values(i2t, queries, tokens)
+        a2 = keys.scores(k, i2t.q_proj.weight, i2t.q_proj(key_pe)[0]).softmax(2).reshape(b, -1, image.shape[1])
+        keys = keys.plus_tokens(a2, Values.of(i2t, v)).layer_norm(second.norm4)
+        final = self.final_attn_token_to_image
+        attn_out = factored_token_to_image(final, queries + tokens, keys, final.k_proj(key_pe)[0])
+        return self.norm_final_attn(queries + attn_out), keys
