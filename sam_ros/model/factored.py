@@ -15,7 +15,8 @@ plus products with A1, A2 of rank H*T; LayerNorm statistics come from the same p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -69,118 +70,181 @@ class Values:
         b, h, t, d = self.v.shape
         return torch.einsum("bhtd,chd->bhtc", self.v, self.weight.view(-1, h, d)).reshape(b, h * t, -1) + self.bias
 
-    def against(self, z: Tensor) -> Tensor:
-        """``dense() @ z^T`` (B, H*T, N) for a shared z (N, C), through the heads: no (B, H*T, C) x (C, N) GEMM."""
+    def against(self, z_weight: Tensor, z_bias: Tensor) -> Tensor:
+        """``dense() @ z^T`` (B, H*T, N) for a shared z (N, C), given ``z @ weight`` and ``z @ bias``: through the
+        heads, no (B, H*T, C) x (C, N) GEMM."""
         b, h, t, _ = self.v.shape
-        out = per_head_products(self.v, _heads(z @ self.weight, h)).reshape(b, h * t, -1)
-        return out + (z @ self.bias)
+        return per_head_products(self.v, _heads(z_weight, h)).reshape(b, h * t, -1).add_(z_bias)
+
+
+@dataclass(eq=False)
+class Basis:
+    """The factors shared by all prompts (P, R1, R2, c, d of the module docstring, over the shared x), and
+    the products of x with them, made once per call however many chunks of prompts ask for them."""
+
+    x: Tensor
+    p: Tensor
+    r1: Tensor
+    r2: Tensor | None = None
+    c: Tensor | None = None
+    d: Tensor | None = None
+    memo: dict = field(default_factory=dict)
+
+    def cached(self, key: tuple, make: Callable[[], object]):
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
+
+    def projected(self, weight: Tensor) -> Tensor:
+        """``x P W^T`` (N, D)."""
+        return self.cached(("projected", id(weight)), lambda: self.x @ (self.p @ weight.t()))
+
+    def through(self, values: Values, r: Tensor) -> tuple[Tensor, Tensor]:
+        """``x P r^T`` as ``Values.against`` takes it: through the values' output projection and bias."""
+        def make():
+            z = self.x @ (self.p @ r.t())
+            return z @ values.weight, z @ values.bias
+        return self.cached(("through", id(values.weight), id(r)), make)
+
+    def centred(self) -> "Basis":
+        """The factors of ``K (I - 11^T/C)``."""
+        def make():
+            r2, c = (None, None) if self.r2 is None else (_centred(self.r2), _centred(self.c))
+            return Basis(self.x, _centred(self.p), _centred(self.r1), r2, c)
+        return self.cached(("centred",), make)
+
+    def weighted(self, norm: nn.LayerNorm) -> "Basis":
+        """A centred basis through a LayerNorm's weight and bias."""
+        g = norm.weight
+        return self.cached(("weighted", id(norm)), lambda: Basis(
+            self.x, self.p * g, self.r1 * g, None if self.r2 is None else self.r2 * g,
+            None if self.c is None else self.c * g, norm.bias))
+
+    def plus_tokens(self) -> "Basis":
+        """The basis of ``K + A2 V2``: R2 = I, and K's constant row becomes the tau-scaled one."""
+        def make():
+            eye = torch.eye(self.x.shape[-1], dtype=self.x.dtype, device=self.x.device)
+            c = self.d if self.d is not None else self.x.new_zeros(self.x.shape[-1])
+            return Basis(self.x, self.p, self.r1, eye, c)
+        return self.cached(("plus",), make)
+
+    def square_norms(self) -> Tensor:
+        """Squared row norms (N,) of x P, in fp32."""
+        return self.cached(("square_norms",), lambda: (self.x @ self.p).float().pow(2).sum(-1))
+
+    def row_dots(self, v: Tensor) -> Tensor:
+        """``x P v`` (N,) for v (C,)."""
+        return self.cached(("row_dots", id(v)), lambda: self.x @ (self.p @ v))
 
 
 @dataclass
 class FactoredKeys:
-    """Image tokens of B prompts in the form of the module docstring (``a1``, ``a2`` transposed: (B, H*T, N))."""
+    """Image tokens of B prompts in the form of the module docstring: the shared ``basis``, per image token
+    ``rho``, ``tau`` ((1 or B, N)), and the prompts' ``a1``, ``a2`` (transposed: (B, H*T, N)) and values."""
 
-    x: Tensor
-    p: Tensor
+    basis: Basis
     rho: Tensor
     a1: Tensor
     v1: Values
-    r1: Tensor
     tau: Tensor | None = None
     a2: Tensor | None = None
     v2: Values | None = None
-    r2: Tensor | None = None
-    c: Tensor | None = None
-    d: Tensor | None = None
 
     @classmethod
-    def after_first_layer(cls, x: Tensor, a1: Tensor, v1: Values) -> "FactoredKeys":
-        """``X + A1 V1``: x (N, C) shared, a1 (B, H*T, N)."""
+    def after_first_layer(cls, basis: Basis, a1: Tensor, v1: Values) -> "FactoredKeys":
+        """``X + A1 V1`` over ``Basis.identity``; a1 (B, H*T, N)."""
+        return cls(basis, basis.x.new_ones(1, basis.x.shape[0]), a1, v1)
+
+    @staticmethod
+    def identity(x: Tensor) -> Basis:
+        """The basis of ``X + A1 V1``: x (N, C) shared."""
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        return cls(x, eye, x.new_ones(1, x.shape[0]), a1, v1, eye)
+        return Basis(x, eye, eye)
+
+    @classmethod
+    def cat(cls, parts: list["FactoredKeys"]) -> "FactoredKeys":
+        """The keys of chunks of prompts over the same basis, as one."""
+        first = parts[0]
+        cat = lambda name: torch.cat([getattr(k, name).expand(len(k.a1), -1) if name in ("rho", "tau")  # noqa: E731
+                                      else getattr(k, name) for k in parts])
+        values = lambda name: replace(getattr(first, name), v=torch.cat([getattr(k, name).v for k in parts]))  # noqa: E731
+        return replace(first, rho=cat("rho"), a1=cat("a1"), v1=values("v1"),
+                       **({} if first.tau is None else dict(tau=cat("tau"), a2=cat("a2"), v2=values("v2"))))
 
     def plus_tokens(self, a2: Tensor, v2: Values) -> "FactoredKeys":
-        """``K + A2 V2`` (K without a second term); K's constant row moves into the tau-scaled one."""
-        eye = torch.eye(self.x.shape[-1], dtype=self.x.dtype, device=self.x.device)
-        c = self.d if self.d is not None else self.x.new_zeros(self.x.shape[-1])
-        return replace(self, tau=self.x.new_ones(1, self.x.shape[0]), a2=a2, v2=v2, r2=eye, c=c, d=None)
+        """``K + A2 V2`` (K without a second term)."""
+        return replace(self, basis=self.basis.plus_tokens(), tau=self.basis.x.new_ones(1, self.basis.x.shape[0]),
+                       a2=a2, v2=v2)
 
     def scores(self, q: Tensor, weight: Tensor, pe_term: Tensor) -> Tensor:
         """Head-queries q (B, H, T, d) against the keys ``K W^T + pe_term`` (pe_term (N, H*d), with the
         projection's bias): (B, H, T, N)."""
         b, h, t, _ = q.shape
-        wt = weight.t()
-        out = per_head_products(q, _heads(self.x @ (self.p @ wt), h)).reshape(b, h * t, -1)
-        out = out.baddbmm_(_token_products(q, self.v1.dense() @ (self.r1 @ wt)), self.a1).mul_(self.rho[:, None])
+        basis, wt = self.basis, weight.t()
+        out = per_head_products(q, _heads(basis.projected(weight), h)).reshape(b, h * t, -1)
+        out = out.baddbmm_(_token_products(q, self.v1.dense() @ (basis.r1 @ wt)), self.a1).mul_(self.rho[:, None])
         if self.tau is not None:
-            second = torch.bmm(_token_products(q, self.v2.dense() @ (self.r2 @ wt)), self.a2)
-            second += (q * (self.c @ wt).view(h, 1, -1)).sum(-1).view(b, h * t, 1)
+            second = torch.bmm(_token_products(q, self.v2.dense() @ (basis.r2 @ wt)), self.a2)
+            second += (q * (basis.c @ wt).view(h, 1, -1)).sum(-1).view(b, h * t, 1)
             out += second.mul_(self.tau[:, None])
-        const = pe_term if self.d is None else pe_term + self.d @ wt
+        const = pe_term if basis.d is None else pe_term + basis.d @ wt
         return out.view(b, h, t, -1).add_(per_head_products(q, _heads(const, h)))
 
     def pooled(self, weights: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         """``weights @ (K W^T + bias)`` per head, weights (B, H, T, N) summing to one: (B, H, T, d)."""
         b, h, t, n = weights.shape
-        wt = weight.t()
+        basis, wt = self.basis, weight.t()
         scaled = weights * self.rho.view(-1, 1, 1, n)
-        out = per_head_products(scaled, _heads(self.x @ (self.p @ wt), h).transpose(1, 2))
-        mixed = torch.bmm(torch.bmm(scaled.view(b, h * t, n), self.a1.transpose(1, 2)), self.v1.dense() @ (self.r1 @ wt))
+        out = per_head_products(scaled, _heads(basis.projected(weight), h).transpose(1, 2))
+        mixed = torch.bmm(torch.bmm(scaled.view(b, h * t, n), self.a1.transpose(1, 2)), self.v1.dense() @ (basis.r1 @ wt))
         if self.tau is not None:
             scaled = weights.view(b, h * t, n) * self.tau[:, None]
-            mixed += torch.bmm(torch.bmm(scaled, self.a2.transpose(1, 2)), self.v2.dense() @ (self.r2 @ wt))
-            out = out + scaled.sum(-1).view(b, h, t, 1) * (self.c @ wt).view(h, 1, -1)
-        const = bias if self.d is None else bias + self.d @ wt
+            mixed += torch.bmm(torch.bmm(scaled, self.a2.transpose(1, 2)), self.v2.dense() @ (basis.r2 @ wt))
+            out = out + scaled.sum(-1).view(b, h, t, 1) * (basis.c @ wt).view(h, 1, -1)
+        const = bias if basis.d is None else bias + basis.d @ wt
         return out + _own_heads(mixed, h) + const.view(h, 1, -1)
 
     def layer_norm(self, norm: nn.LayerNorm) -> "FactoredKeys":
         """LayerNorm over channels (statistics in fp32): row scale into rho and tau, centring and weights
-        into P, R1, R2, c, bias into d."""
-        if self.d is not None:
+        into the basis."""
+        if self.basis.d is not None:
             raise ValueError("layer_norm takes keys without a constant row (apply plus_tokens first)")
-        p, r1 = _centred(self.p), _centred(self.r1)
-        r2, c = (None, None) if self.tau is None else (_centred(self.r2), _centred(self.c))
-        var = self._centred_square_norms(p, r1, r2, c) / self.x.shape[-1]
-        scale = torch.rsqrt(var + norm.eps).to(self.x.dtype)
-        g = norm.weight
-        out = replace(self, p=p * g, rho=self.rho * scale, r1=r1 * g, d=norm.bias)
-        if self.tau is None:
-            return out
-        return replace(out, tau=self.tau * scale, r2=r2 * g, c=c * g)
+        centred = self.basis.centred()
+        var = self._square_norms(centred) / centred.x.shape[-1]
+        scale = torch.rsqrt(var + norm.eps).to(centred.x.dtype)
+        out = replace(self, basis=centred.weighted(norm), rho=self.rho * scale)
+        return out if self.tau is None else replace(out, tau=self.tau * scale)
 
-    def _centred_square_norms(self, p: Tensor, r1: Tensor, r2: Tensor | None, c: Tensor | None) -> Tensor:
-        """Squared norms (B, N) of the rows of K (I - 11^T/C), given P, R1, R2, c already centred."""
-        xp = self.x @ p
-        y1 = self.v1.dense() @ r1
+    def _square_norms(self, basis: Basis) -> Tensor:
+        """Squared norms (B, N) of the rows of these keys over the (centred) ``basis``, in fp32."""
+        y1 = self.v1.dense() @ basis.r1
         a1 = self.a1.float()
-        first = (xp.float().pow(2).sum(-1)
-                 + (a1 * (2 * self.v1.against(xp @ r1.t()).float() + torch.bmm(y1 @ y1.transpose(1, 2), self.a1).float())).sum(1))
+        first = basis.square_norms() + (a1 * (2 * self.v1.against(*basis.through(self.v1, basis.r1)).float()
+                                              + torch.bmm(y1 @ y1.transpose(1, 2), self.a1).float())).sum(1)
         rho = self.rho.float()
         if self.tau is None:
             return first * rho.pow(2)
-        y2 = self.v2.dense() @ r2
+        y2 = self.v2.dense() @ basis.r2
         a2 = self.a2.float()
-        second = (a2 * (torch.bmm(y2 @ y2.transpose(1, 2), self.a2).float() + 2 * (y2 @ c).float()[..., None])).sum(1)
-        second += c.float().pow(2).sum()
-        cross = (a2 * (self.v2.against(xp @ r2.t()) + torch.bmm(y2 @ y1.transpose(1, 2), self.a1)).float()).sum(1)
-        cross += (xp @ c).float() + (a1 * (y1 @ c).float()[..., None]).sum(1)
+        second = (a2 * (torch.bmm(y2 @ y2.transpose(1, 2), self.a2).float() + 2 * (y2 @ basis.c).float()[..., None])).sum(1)
+        second += basis.c.float().pow(2).sum()
+        cross = (a2 * (self.v2.against(*basis.through(self.v2, basis.r2))
+                       + torch.bmm(y2 @ y1.transpose(1, 2), self.a1)).float()).sum(1)
+        cross += basis.row_dots(basis.c).float() + (a1 * (y1 @ basis.c).float()[..., None]).sum(1)
         tau = self.tau.float()
         return first * rho.pow(2) + second * tau.pow(2) + 2 * rho * tau * cross
 
     def __getitem__(self, index: Tensor) -> Tensor:
-        """The image tokens (k, N, C) of prompts ``index``."""
-        return self.materialise(index)
-
-    def materialise(self, index: Tensor) -> Tensor:
         """The image tokens (k, N, C) of prompts ``index``, built from the factors."""
+        basis = self.basis
         rho = self.rho.expand(len(self.a1), -1)[index, :, None]
-        out = torch.baddbmm((self.x @ self.p).unsqueeze(0), self.a1[index].transpose(1, 2),
-                            _rows(self.v1, index) @ self.r1).mul_(rho)
+        out = torch.baddbmm((basis.x @ basis.p).unsqueeze(0), self.a1[index].transpose(1, 2),
+                            _rows(self.v1, index) @ basis.r1).mul_(rho)
         if self.tau is not None:
             tau = self.tau.expand(len(self.a1), -1)[index, :, None]
-            second = torch.baddbmm(self.c.expand(1, 1, -1), self.a2[index].transpose(1, 2), _rows(self.v2, index) @ self.r2)
+            second = torch.baddbmm(basis.c.expand(1, 1, -1), self.a2[index].transpose(1, 2), _rows(self.v2, index) @ basis.r2)
             out += second * tau
-        return out if self.d is None else out + self.d
+        return out if basis.d is None else out + basis.d
 
 
 def _rows(values: Values, index: Tensor) -> Tensor:

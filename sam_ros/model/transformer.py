@@ -19,6 +19,9 @@ from torch.nn import functional as F
 from .common import MLPBlock
 from .factored import FactoredKeys, Values, per_head_products
 
+# Prompts per chunk of the factored path: its per-prompt tensors ((chunk, 56, 4096) each) stay in cache.
+FACTORED_CHUNK = 8
+
 
 class Attention(nn.Module):
     """Multi-head attention with an optional down-projection of the internal width."""
@@ -197,24 +200,36 @@ class TwoWayTransformer(nn.Module):
 
     def _factored(self, image: Tensor, key_pe: Tensor, tokens: Tensor) -> tuple[Tensor, FactoredKeys]:
         """``forward`` for one shared image embedding, without autograd: the prompts' image tokens stay
-        factored (``factored.py``) from the first layer's image-to-token attention on."""
+        factored (``factored.py``) from the first layer's image-to-token attention on, and prompts go in
+        chunks of ``FACTORED_CHUNK`` whose per-prompt tensors stay in cache; the image side is projected once."""
         first, second = self.layers
-        b, t, _ = tokens.shape
+        shared = dict(basis=FactoredKeys.identity(image[0]),
+                      heads=image_key_heads(first.cross_attn_token_to_image, image, key_pe),
+                      image_q=first.cross_attn_image_to_token.heads(_project(
+                          first.cross_attn_image_to_token.q_proj, image, first.cross_attn_image_to_token.q_proj(key_pe)))[0],
+                      pe=[attn.k_proj(key_pe)[0] for attn in (second.cross_attn_token_to_image, self.final_attn_token_to_image)]
+                      + [second.cross_attn_image_to_token.q_proj(key_pe)[0]])
+        parts = [self._factored_chunk(image, tokens[i:i + FACTORED_CHUNK], shared)
+                 for i in range(0, tokens.shape[0], FACTORED_CHUNK)]
+        return torch.cat([q for q, _ in parts]), FactoredKeys.cat([k for _, k in parts])
+
+    def _factored_chunk(self, image: Tensor, tokens: Tensor, shared: dict) -> tuple[Tensor, FactoredKeys]:
+        """``_factored`` for one chunk of prompts, given the image side's ``shared`` projections."""
+        first, second = self.layers
+        b, n = tokens.shape[0], image.shape[1]
+        t2i_pe, final_pe, i2t_pe = shared["pe"]
         t2i = first.cross_attn_token_to_image
-        heads = image_key_heads(t2i, image, key_pe)
-        queries = first.attend_tokens(tokens, tokens, lambda q: token_to_image(t2i, q, image, *heads))
+        queries = first.attend_tokens(tokens, tokens, lambda q: token_to_image(t2i, q, image, *shared["heads"]))
         i2t = first.cross_attn_image_to_token
         k, v = token_keys_values(i2t, queries, tokens)
-        image_q = i2t.heads(_project(i2t.q_proj, image, i2t.q_proj(key_pe)))[0]
-        a1 = per_head_products(k, image_q).softmax(2).reshape(b, -1, image.shape[1])
-        keys = FactoredKeys.after_first_layer(image[0], a1, Values.of(i2t, v)).layer_norm(first.norm4)
+        a1 = per_head_products(k, shared["image_q"]).softmax(2).reshape(b, -1, n)
+        keys = FactoredKeys.after_first_layer(shared["basis"], a1, Values.of(i2t, v)).layer_norm(first.norm4)
         t2i = second.cross_attn_token_to_image
-        queries = second.attend_tokens(queries, tokens,
-                                       lambda q: factored_token_to_image(t2i, q, keys, t2i.k_proj(key_pe)[0]))
+        queries = second.attend_tokens(queries, tokens, lambda q: factored_token_to_image(t2i, q, keys, t2i_pe))
         i2t = second.cross_attn_image_to_token
         k, v = token_keys_values(i2t, queries, tokens)
-        a2 = keys.scores(k, i2t.q_proj.weight, i2t.q_proj(key_pe)[0]).softmax(2).reshape(b, -1, image.shape[1])
+        a2 = keys.scores(k, i2t.q_proj.weight, i2t_pe).softmax(2).reshape(b, -1, n)
         keys = keys.plus_tokens(a2, Values.of(i2t, v)).layer_norm(second.norm4)
         final = self.final_attn_token_to_image
-        attn_out = factored_token_to_image(final, queries + tokens, keys, final.k_proj(key_pe)[0])
+        attn_out = factored_token_to_image(final, queries + tokens, keys, final_pe)
         return self.norm_final_attn(queries + attn_out), keys
