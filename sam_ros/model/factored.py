@@ -47,6 +47,11 @@ def _own_heads(m: Tensor, h: int) -> Tensor:
     return torch.diagonal(m, dim1=1, dim2=3).permute(0, 3, 1, 2)
 
 
+def _weighted_sums(a: Tensor, m: Tensor) -> Tensor:
+    """``(a * m).sum(1)`` in fp32: (B, J, N) -> (B, N)."""
+    return (a * m).sum(1, dtype=torch.float32)
+
+
 def _centred(m: Tensor) -> Tensor:
     """m (I - 11^T/C): every row of m less its mean over the channels."""
     return m - m.mean(-1, keepdim=True)
@@ -216,22 +221,20 @@ class FactoredKeys:
         return out if self.tau is None else replace(out, tau=self.tau * scale)
 
     def _square_norms(self, basis: Basis) -> Tensor:
-        """Squared norms (B, N) of the rows of these keys over the (centred) ``basis``, in fp32."""
+        """Squared norms (B, N) of the rows of these keys over the (centred) ``basis``: products in the keys'
+        dtype, sums in fp32."""
         y1 = self.v1.dense() @ basis.r1
-        a1 = self.a1.float()
-        first = basis.square_norms() + (a1 * (2 * self.v1.against(*basis.through(self.v1, basis.r1)).float()
-                                              + torch.bmm(y1 @ y1.transpose(1, 2), self.a1).float())).sum(1)
-        rho = self.rho.float()
+        a1 = self.a1
+        first = basis.square_norms() + _weighted_sums(a1, self.v1.against(*basis.through(self.v1, basis.r1)).mul_(2)
+                                                      .baddbmm_(y1 @ y1.transpose(1, 2), a1))
         if self.tau is None:
-            return first * rho.pow(2)
-        y2 = self.v2.dense() @ basis.r2
-        a2 = self.a2.float()
-        second = (a2 * (torch.bmm(y2 @ y2.transpose(1, 2), self.a2).float() + 2 * (y2 @ basis.c).float()[..., None])).sum(1)
+            return first * self.rho.float().pow(2)
+        y2, a2 = self.v2.dense() @ basis.r2, self.a2
+        second = _weighted_sums(a2, torch.baddbmm((2 * y2 @ basis.c)[..., None], y2 @ y2.transpose(1, 2), a2))
         second += basis.c.float().pow(2).sum()
-        cross = (a2 * (self.v2.against(*basis.through(self.v2, basis.r2))
-                       + torch.bmm(y2 @ y1.transpose(1, 2), self.a1)).float()).sum(1)
-        cross += basis.row_dots(basis.c).float() + (a1 * (y1 @ basis.c).float()[..., None]).sum(1)
-        tau = self.tau.float()
+        cross = _weighted_sums(a2, self.v2.against(*basis.through(self.v2, basis.r2)).baddbmm_(y2 @ y1.transpose(1, 2), a1))
+        cross += basis.row_dots(basis.c).float() + _weighted_sums(a1, (y1 @ basis.c)[..., None])
+        rho, tau = self.rho.float(), self.tau.float()
         return first * rho.pow(2) + second * tau.pow(2) + 2 * rho * tau * cross
 
     def __getitem__(self, index: Tensor) -> Tensor:
