@@ -79,7 +79,8 @@ class Values:
         """``dense() @ z^T`` (B, H*T, N) for a shared z (N, C), given ``z @ weight`` and ``z @ bias``: through the
         heads, no (B, H*T, C) x (C, N) GEMM."""
         b, h, t, _ = self.v.shape
-        return per_head_products(self.v, _heads(z_weight, h)).reshape(b, h * t, -1).add_(z_bias)
+        out = z_weight.new_empty(b, h * t, z_weight.shape[0])  # contiguous: the sum itself is the layout change
+        return torch.add(per_head_products(self.v, _heads(z_weight, h)), z_bias, out=out.view(b, h, t, -1)).view_as(out)
 
 
 @dataclass(eq=False)
@@ -132,6 +133,10 @@ class Basis:
             c = self.d if self.d is not None else self.x.new_zeros(self.x.shape[-1])
             return Basis(self.x, self.p, self.r1, eye, c)
         return self.cached(("plus",), make)
+
+    def mixed(self, r: Tensor, weight: Tensor) -> Tensor:
+        """``r W^T`` (C, D)."""
+        return self.cached(("mixed", id(r), id(weight)), lambda: r @ weight.t())
 
     def square_norms(self) -> Tensor:
         """Squared row norms (N,) of x P, in fp32."""
@@ -186,10 +191,10 @@ class FactoredKeys:
         projection's bias): (B, H, T, N)."""
         b, h, t, _ = q.shape
         basis, wt = self.basis, weight.t()
-        out = per_head_products(q, _heads(basis.projected(weight), h)).reshape(b, h * t, -1)
-        out = out.baddbmm_(_token_products(q, self.v1.dense() @ (basis.r1 @ wt)), self.a1).mul_(self.rho[:, None])
+        out = torch.bmm(_token_products(q, self.v1.dense() @ basis.mixed(basis.r1, weight)), self.a1)
+        out.view(b, h, t, -1).add_(per_head_products(q, _heads(basis.projected(weight), h))).mul_(self.rho[:, None, None])
         if self.tau is not None:
-            second = torch.bmm(_token_products(q, self.v2.dense() @ (basis.r2 @ wt)), self.a2)
+            second = torch.bmm(_token_products(q, self.v2.dense() @ basis.mixed(basis.r2, weight)), self.a2)
             second += (q * (basis.c @ wt).view(h, 1, -1)).sum(-1).view(b, h * t, 1)
             out += second.mul_(self.tau[:, None])
         const = pe_term if basis.d is None else pe_term + basis.d @ wt
@@ -201,10 +206,11 @@ class FactoredKeys:
         basis, wt = self.basis, weight.t()
         scaled = weights * self.rho.view(-1, 1, 1, n)
         out = per_head_products(scaled, _heads(basis.projected(weight), h).transpose(1, 2))
-        mixed = torch.bmm(torch.bmm(scaled.view(b, h * t, n), self.a1.transpose(1, 2)), self.v1.dense() @ (basis.r1 @ wt))
+        mixed = torch.bmm(torch.bmm(scaled.view(b, h * t, n), self.a1.transpose(1, 2)),
+                          self.v1.dense() @ basis.mixed(basis.r1, weight))
         if self.tau is not None:
             scaled = weights.view(b, h * t, n) * self.tau[:, None]
-            mixed += torch.bmm(torch.bmm(scaled, self.a2.transpose(1, 2)), self.v2.dense() @ (basis.r2 @ wt))
+            mixed += torch.bmm(torch.bmm(scaled, self.a2.transpose(1, 2)), self.v2.dense() @ basis.mixed(basis.r2, weight))
             out = out + scaled.sum(-1).view(b, h, t, 1) * (basis.c @ wt).view(h, 1, -1)
         const = bias if basis.d is None else bias + basis.d @ wt
         return out + _own_heads(mixed, h) + const.view(h, 1, -1)
@@ -225,8 +231,8 @@ class FactoredKeys:
         dtype, sums in fp32."""
         y1 = self.v1.dense() @ basis.r1
         a1 = self.a1
-        first = basis.square_norms() + _weighted_sums(a1, self.v1.against(*basis.through(self.v1, basis.r1)).mul_(2)
-                                                      .baddbmm_(y1 @ y1.transpose(1, 2), a1))
+        first = basis.square_norms() + _weighted_sums(a1, self.v1.against(*basis.through(self.v1, basis.r1))
+                                                      .baddbmm_(y1 @ y1.transpose(1, 2), a1, beta=2))
         if self.tau is None:
             return first * self.rho.float().pow(2)
         y2, a2 = self.v2.dense() @ basis.r2, self.a2
