@@ -184,11 +184,13 @@ class TwoWayTransformer(nn.Module):
     def forward(self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor) -> tuple[Tensor, Tensor]:
         """image_embedding (1 or B, C, h, w), image_pe (1, C, h, w), point_embedding (B, T, C).
 
-        Returns the processed tokens (B, T, C) and image tokens (B, h*w, C).
+        Returns the processed tokens (B, T, C) and image tokens (B, h*w, C): on a CPU, for one shared image
+        embedding and without autograd, as ``FactoredKeys`` (indexing by prompts materialises them); a GPU
+        keeps the materialised path (the chunked factored one is unmeasured there).
         """
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
-        if keys.shape[0] == 1 and len(self.layers) == 2 and not torch.is_grad_enabled():
+        if keys.shape[0] == 1 and keys.device.type == "cpu" and len(self.layers) == 2 and not torch.is_grad_enabled():
             return self._factored(keys, key_pe, point_embedding)
         queries = point_embedding
         for i, layer in enumerate(self.layers):  # the first layer's keys are the caller's: never overwritten
