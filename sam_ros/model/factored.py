@@ -83,6 +83,20 @@ class Values:
         return torch.add(per_head_products(self.v, _heads(z_weight, h)), z_bias, out=out.view(b, h, t, -1)).view_as(out)
 
 
+class ChunkedRows:
+    """Rows of a batch held as the chunks that made them (all as long as the first): read by prompt index."""
+
+    def __init__(self, chunks: list[Tensor]) -> None:
+        self.chunks = chunks
+
+    def __len__(self) -> int:
+        return sum(len(chunk) for chunk in self.chunks)
+
+    def __getitem__(self, index: Tensor) -> Tensor:
+        step = len(self.chunks[0])
+        return torch.stack([self.chunks[i // step][i % step] for i in index.tolist()])
+
+
 @dataclass(eq=False)
 class Basis:
     """The factors shared by all prompts (P, R1, R2, c, d of the module docstring, over the shared x), and
@@ -150,7 +164,8 @@ class Basis:
 @dataclass
 class FactoredKeys:
     """Image tokens of B prompts in the form of the module docstring: the shared ``basis``, per image token
-    ``rho``, ``tau`` ((1 or B, N)), and the prompts' ``a1``, ``a2`` (transposed: (B, H*T, N)) and values."""
+    ``rho``, ``tau`` ((1 or B, N)), and the prompts' ``a1``, ``a2`` (transposed: (B, H*T, N), or their chunks
+    once ``cat``) and values."""
 
     basis: Basis
     rho: Tensor
@@ -173,13 +188,12 @@ class FactoredKeys:
 
     @classmethod
     def cat(cls, parts: list["FactoredKeys"]) -> "FactoredKeys":
-        """The keys of chunks of prompts over the same basis, as one."""
-        first = parts[0]
-        cat = lambda name: torch.cat([getattr(k, name).expand(len(k.a1), -1) if name in ("rho", "tau")  # noqa: E731
-                                      else getattr(k, name) for k in parts])
-        values = lambda name: replace(getattr(first, name), v=torch.cat([getattr(k, name).v for k in parts]))  # noqa: E731
-        return replace(first, rho=cat("rho"), a1=cat("a1"), v1=values("v1"),
-                       **({} if first.tau is None else dict(tau=cat("tau"), a2=cat("a2"), v2=values("v2"))))
+        """The keys of chunks of prompts over the same basis, as one; the chunks' weights stay where they are
+        (``ChunkedRows``): no second copy of them."""
+        scalars = lambda name: torch.cat([getattr(k, name).expand(len(k.a1), -1) for k in parts])  # noqa: E731
+        values = lambda name: replace(getattr(parts[0], name), v=torch.cat([getattr(k, name).v for k in parts]))  # noqa: E731
+        return replace(parts[0], rho=scalars("rho"), a1=ChunkedRows([k.a1 for k in parts]), v1=values("v1"),
+                       tau=scalars("tau"), a2=ChunkedRows([k.a2 for k in parts]), v2=values("v2"))
 
     def plus_tokens(self, a2: Tensor, v2: Values) -> "FactoredKeys":
         """``K + A2 V2`` (K without a second term)."""
