@@ -266,8 +266,8 @@ class FactoredKeys:
         if self.tau is not None:
             tau = self.tau.expand(len(self.a1), -1)[index, :, None]
             second = torch.baddbmm(basis.c.expand(1, 1, -1), self.a2[index].transpose(1, 2), _rows(self.v2, index) @ basis.r2)
-            out += second * tau
-        return out if basis.d is None else out + basis.d
+            out += second.mul_(tau)
+        return out if basis.d is None else out.add_(basis.d)
 
 
 def _rows(values: Values, index: Tensor) -> Tensor:
