@@ -7,6 +7,11 @@ has T = 7 tokens, so ``(q Wk) X^T`` costs a fraction of ``q (X Wk^T)^T`` for X o
 for values (``softmax(s) (X Wv^T + bv) = (softmax(s) X) Wv^T + bv``, rows of softmax summing to one) and
 for the image-side queries and output projection. The same arithmetic, reassociated: it halves the
 decoder's per-prompt FLOPs. Positional encodings enter as terms projected once per image.
+
+On a CPU, for one shared embedding and without autograd, the prompts' image tokens are not even made: from
+the first layer's image-to-token attention on they stay factored over the shared image tokens
+(``factored.py``: under half the FLOPs again, in cache-sized chunks of prompts). Autograd (training),
+prompt-specific embeddings (several views, mask prompts) and GPUs take the materialised path.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .common import MLPBlock
-from .factored import FactoredKeys, Values, per_head_products
+from .factored import Basis, FactoredKeys, Values, per_head_products
 
 # Prompts per chunk of the factored path: its per-prompt tensors ((chunk, 56, 4096) each) stay in cache.
 FACTORED_CHUNK = 8
@@ -181,7 +186,8 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, image_embedding: Tensor, image_pe: Tensor,
+                point_embedding: Tensor) -> tuple[Tensor, Tensor | FactoredKeys]:
         """image_embedding (1 or B, C, h, w), image_pe (1, C, h, w), point_embedding (B, T, C).
 
         Returns the processed tokens (B, T, C) and image tokens (B, h*w, C): on a CPU, for one shared image
@@ -190,7 +196,8 @@ class TwoWayTransformer(nn.Module):
         """
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
-        if keys.shape[0] == 1 and keys.device.type == "cpu" and len(self.layers) == 2 and not torch.is_grad_enabled():
+        if (keys.shape[0] == 1 and keys.device.type == "cpu" and len(self.layers) == 2 and len(point_embedding)
+                and not torch.is_grad_enabled()):
             return self._factored(keys, key_pe, point_embedding)
         queries = point_embedding
         for i, layer in enumerate(self.layers):  # the first layer's keys are the caller's: never overwritten
@@ -205,12 +212,13 @@ class TwoWayTransformer(nn.Module):
         factored (``factored.py``) from the first layer's image-to-token attention on, and prompts go in
         chunks of ``FACTORED_CHUNK`` whose per-prompt tensors stay in cache; the image side is projected once."""
         first, second = self.layers
-        shared = dict(basis=FactoredKeys.identity(image[0]),
+        i2t = first.cross_attn_image_to_token
+        shared = dict(basis=Basis.identity(image[0]),
                       heads=image_key_heads(first.cross_attn_token_to_image, image, key_pe),
-                      image_q=first.cross_attn_image_to_token.heads(_project(
-                          first.cross_attn_image_to_token.q_proj, image, first.cross_attn_image_to_token.q_proj(key_pe)))[0],
-                      pe=[attn.k_proj(key_pe)[0] for attn in (second.cross_attn_token_to_image, self.final_attn_token_to_image)]
-                      + [second.cross_attn_image_to_token.q_proj(key_pe)[0]])
+                      image_q=i2t.heads(_project(i2t.q_proj, image, i2t.q_proj(key_pe)))[0],
+                      pe=(second.cross_attn_token_to_image.k_proj(key_pe)[0],
+                          self.final_attn_token_to_image.k_proj(key_pe)[0],
+                          second.cross_attn_image_to_token.q_proj(key_pe)[0]))
         parts = [self._factored_chunk(image, tokens[i:i + FACTORED_CHUNK], shared)
                  for i in range(0, tokens.shape[0], FACTORED_CHUNK)]
         return torch.cat([q for q, _ in parts]), FactoredKeys.cat([k for _, k in parts])
