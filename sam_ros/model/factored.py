@@ -159,9 +159,13 @@ class Basis:
         """``r W^T`` (C, D)."""
         return self.cached(("mixed", id(r), id(weight)), lambda: r @ weight.t())
 
+    def xp(self) -> Tensor:
+        """``x P`` (N, C)."""
+        return self.cached(("xp",), lambda: self.x @ self.p)
+
     def square_norms(self) -> Tensor:
         """Squared row norms (N,) of x P, in fp32."""
-        return self.cached(("square_norms",), lambda: (self.x @ self.p).float().pow(2).sum(-1))
+        return self.cached(("square_norms",), lambda: self.xp().float().pow(2).sum(-1))
 
     def row_dots(self, v: Tensor) -> Tensor:
         """``x P v`` (N,) for v (C,)."""
@@ -262,13 +266,14 @@ class FactoredKeys:
         """The image tokens (k, N, C) of prompts ``index``, built from the factors."""
         basis = self.basis
         rho = self.rho.expand(len(self.a1), -1)[index, :, None]
-        out = torch.baddbmm((basis.x @ basis.p).unsqueeze(0), self.a1[index].transpose(1, 2),
-                            _rows(self.v1, index) @ basis.r1).mul_(rho)
-        if self.tau is not None:
+        out = torch.mul(basis.xp(), rho) if basis.d is None else torch.addcmul(basis.d, basis.xp(), rho)
+        weights, values = self.a1[index] * rho.transpose(1, 2), _rows(self.v1, index) @ basis.r1
+        if self.tau is not None:  # both low-rank terms in one product, each row scale on its weights
             tau = self.tau.expand(len(self.a1), -1)[index, :, None]
-            second = torch.baddbmm(basis.c.expand(1, 1, -1), self.a2[index].transpose(1, 2), _rows(self.v2, index) @ basis.r2)
-            out += second.mul_(tau)
-        return out if basis.d is None else out.add_(basis.d)
+            out.addcmul_(tau, basis.c)
+            weights = torch.cat([weights, self.a2[index] * tau.transpose(1, 2)], dim=1)
+            values = torch.cat([values, _rows(self.v2, index) @ basis.r2], dim=1)
+        return out.baddbmm_(weights.transpose(1, 2), values)
 
 
 def _rows(values: Values, index: Tensor) -> Tensor:
