@@ -79,8 +79,9 @@ class SamRosConfig:
     max_objects: int = _param(100, "Keep at most this many masks, best first", low=1, high=1000,
                               dynamic=True)
     max_decode_memory_mb: int = _param(
-        2048, "Memory cap of one batched decoder call; prompts are chunked only above it (MobileSAM: ~9 MB per "
-        "prompt in fp32, half in fp16/bf16; on a GPU 20% of the cap is left to the caching allocator)",
+        2048, "Memory cap of one batched decoder call; prompts are chunked only above it (MobileSAM: ~5 MB per "
+        "prompt in fp32 on a CPU, ~9 MB on a GPU or with several views, half in fp16/bf16; on a GPU 20% of the "
+        "cap is left to the caching allocator)",
         low=64, high=1_000_000, dynamic=True)
 
     # --- segment-anything AMG: outputs, crops, scales, small regions, adaptive density -------

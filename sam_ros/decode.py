@@ -8,10 +8,15 @@ from .filters import stability_score
 from .model import Sam
 from .model.mask_decoder import MaskDecoder
 
-__all__ = ["MaskBatch", "decode_points", "prompts_per_call", "upscale_prompts_per_pass", "valid_region"]
+__all__ = ["MaskBatch", "decode_points", "prompts_per_call", "transformer_copies", "upscale_prompts_per_pass",
+           "valid_region"]
 
 # Working memory per prompt, in copies of its image tokens (MobileSAM fp32: 64x64x256 = 4 MiB), as measured:
-TRANSFORMER_COPIES = 2.25  # the transformer's peak, 2.1 (its image-side projections are folded into the tokens)
+FACTORED_COPIES = 1.25  # the transformer on a CPU with one shared embedding, 0.87-1.0 (fp32 and bf16, varying
+                        # with the allocator): its image tokens stay factored (model/factored.py), two (7 x 8,
+                        # 64x64) attention maps and chunk temporaries; the chunks' fixed 9-18 MB fit the margin
+TRANSFORMER_COPIES = 2.25  # the materialised transformer's peak (a GPU, several views), 2.1 (its image-side
+                           # projections are folded into the tokens)
 GATHERED_COPIES = 2     # with several views: each prompt's own view embedding, and it plus the dense prompt
 UPSCALE_COPIES = 4      # the channels-last output upscaling of one prompt
 # Prompts are upscaled in passes of this many bytes: on a CPU small enough to stay in cache (three times
@@ -37,8 +42,14 @@ def prompts_per_call(embedding: torch.Tensor, max_memory_mb: int, shared: bool =
     """
     upscale = upscale_prompts_per_pass(embedding) * UPSCALE_COPIES * _token_bytes(embedding)
     usable = max_memory_mb * 2**20 * (1.0 - ALLOCATOR_HEADROOM.get(embedding.device.type, ALLOCATOR_HEADROOM["cuda"]))
-    copies = TRANSFORMER_COPIES + (0 if shared else GATHERED_COPIES)
+    copies = transformer_copies(embedding, shared) + (0 if shared else GATHERED_COPIES)
     return max(1, int((usable - upscale) // (copies * _token_bytes(embedding))))
+
+
+def transformer_copies(embedding: torch.Tensor, shared: bool) -> float:
+    """The transformer's working memory per prompt, in copies of its image tokens: factored on a CPU when all
+    prompts share one embedding (the path ``TwoWayTransformer`` takes there), materialised otherwise."""
+    return FACTORED_COPIES if shared and embedding.device.type == "cpu" else TRANSFORMER_COPIES
 
 
 def _token_bytes(embedding: torch.Tensor) -> int:

@@ -1,10 +1,15 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import reference  # noqa: F401  (puts the torchvision stand-in on the path)
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from sam_ros.decode import decode_points, prompts_per_call, valid_region
+from sam_ros.decode import FACTORED_COPIES, decode_points, prompts_per_call, valid_region
 from sam_ros.filters import stability_score
 from sam_ros.model import TINY, build_sam
 from sam_ros.prompts import EncodedImage
@@ -120,12 +125,37 @@ def test_points_map_to_the_model_input_like_the_reference(size):
 
 
 def test_memory_cap_counts_the_measured_working_set():
-    """MobileSAM-sized tokens (64x64x256 fp32 = 4 MiB): 2.25 copies per prompt in the transformer beside one
-    32 MiB upscaling pass on a CPU; half as much per prompt in bf16; a tiny cap still decodes one prompt at a time."""
+    """MobileSAM-sized tokens (64x64x256 fp32 = 4 MiB): 1.25 copies per prompt in the factored transformer beside
+    one 32 MiB upscaling pass on a CPU; half as much per prompt in bf16; a tiny cap still decodes one prompt at a
+    time. Prompts of several views (own embeddings, materialised tokens) take 2.25 + 2 copies."""
     cpu = torch.empty(1, 256, 64, 64)
-    assert prompts_per_call(cpu, 2048) == (2048 - 32) // 9
+    assert prompts_per_call(cpu, 2048) == (2048 - 32) // 5
     assert prompts_per_call(cpu, 1) == 1
-    assert prompts_per_call(cpu.bfloat16(), 2048) == (2048 - 32) * 2 // 9
+    assert prompts_per_call(cpu.bfloat16(), 2048) == (2048 - 32) * 2 // 5
+    assert prompts_per_call(cpu, 2048, shared=False) == (2048 - 32) // 17
+
+
+def test_factored_transformer_stays_within_its_memory_figure():
+    """The factored transformer's peak (RSS, in a fresh process) grows by at most FACTORED_COPIES copies of a
+    prompt's image tokens per prompt: 64 more MobileSAM-size prompts."""
+    script = """
+import resource, sys, torch
+from sam_ros.model import VIT_T, build_sam
+torch.manual_seed(0)
+decoder, encoder = (lambda m: (m.mask_decoder.eval(), m.prompt_encoder))(build_sam(VIT_T))
+embedding = torch.randn(1, 256, 64, 64)
+with torch.inference_mode():
+    args = (embedding, encoder.get_dense_pe(), encoder.embed_points(torch.rand(80, 1, 2) * 1024, torch.ones(80, 1)),
+            encoder.dense_no_mask())
+    decoder.decode_tokens(*args[:2], args[2][:16], args[3])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    decoder.decode_tokens(*args)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+    grown_mb = float(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                                    cwd=Path(__file__).resolve().parents[1],
+                                    env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout)
+    assert grown_mb <= 64 * FACTORED_COPIES * 4, grown_mb
 
 
 def test_memory_cap_leaves_the_gpu_allocator_its_headroom():

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .common import MLP, LayerNorm2d
+from .factored import FactoredKeys
 from .transformer import TwoWayTransformer
 
 
@@ -22,7 +23,7 @@ class DecodedTokens:
 
     iou_pred: Tensor           # (B, num_mask_tokens) predicted IoU of every mask token
     mask_tokens: Tensor        # (B, num_mask_tokens, C)
-    image_tokens: Tensor       # (B, h*w, C) prompt-specific image tokens
+    image_tokens: Tensor | FactoredKeys  # (B, h*w, C) prompt-specific image tokens, or their factors (CPU)
     embedding_size: tuple[int, int]
 
 

@@ -7,14 +7,25 @@ has T = 7 tokens, so ``(q Wk) X^T`` costs a fraction of ``q (X Wk^T)^T`` for X o
 for values (``softmax(s) (X Wv^T + bv) = (softmax(s) X) Wv^T + bv``, rows of softmax summing to one) and
 for the image-side queries and output projection. The same arithmetic, reassociated: it halves the
 decoder's per-prompt FLOPs. Positional encodings enter as terms projected once per image.
+
+On a CPU, for one shared embedding and without autograd, the prompts' image tokens are not even made: from
+the first layer's image-to-token attention on they stay factored over the shared image tokens
+(``factored.py``: under half the FLOPs again, in cache-sized chunks of prompts). Autograd (training),
+prompt-specific embeddings (several views, mask prompts) and GPUs take the materialised path.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .common import MLPBlock
+from .factored import Basis, FactoredKeys, Values, per_head_products
+
+# Prompts per chunk of the factored path: its per-prompt tensors ((chunk, 56, 4096) each) stay in cache.
+FACTORED_CHUNK = 8
 
 
 class Attention(nn.Module):
@@ -53,13 +64,6 @@ def _project(layer: nn.Linear, x: Tensor, pe_term: Tensor) -> Tensor:
     return F.linear(x, layer.weight).add_(pe_term)
 
 
-def _per_head_products(a: Tensor, b: Tensor) -> Tensor:
-    """a (B, H, T, d) @ b (H, M, d)^T as (B, H, T, M): one GEMM per head for all prompts."""
-    bsz, h, t, d = a.shape
-    out = torch.bmm(a.transpose(0, 1).reshape(h, bsz * t, d), b.transpose(1, 2))
-    return out.view(h, bsz, t, -1).transpose(0, 1)
-
-
 def image_key_heads(attn: Attention, keys: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor | None]:
     """What ``token_to_image`` needs of the image side: shared image tokens (1, HW, C) get their key and
     value heads once; prompt-specific ones only the projected positional term (keys, values stay unprojected)."""
@@ -84,12 +88,25 @@ def token_to_image(attn: Attention, queries: Tensor, keys: Tensor, k_heads: Tens
     q = q * q.shape[-1] ** -0.5
     scores = torch.matmul(q, attn.head_weights(attn.k_proj)).view(b, h * t, -1)  # (B, HT, C)
     scores = torch.bmm(scores, keys.transpose(1, 2)).view(b, h, t, -1)  # (B, H, T, HW)
-    scores += _per_head_products(q, attn.heads(k_heads)[0])
+    scores += per_head_products(q, attn.heads(k_heads)[0])
     weights = scores.softmax(-1).view(b, h * t, -1)
     pooled = torch.bmm(weights, keys).view(b, h, t, -1)  # (B, H, T, C)
     out = torch.matmul(pooled, attn.head_weights(attn.v_proj).transpose(1, 2))  # (B, H, T, d)
     out = out + attn.v_proj.bias.view(h, 1, -1)
     return attn.merge(out)
+
+
+def token_keys_values(attn: Attention, queries: Tensor, query_pe: Tensor) -> tuple[Tensor, Tensor]:
+    """The token side of an image-to-token attention: key heads (scaled) and value heads (B, H, T, d)."""
+    k = attn.heads(attn.k_proj(queries + query_pe))
+    return k * k.shape[-1] ** -0.5, attn.heads(attn.v_proj(queries))
+
+
+def factored_token_to_image(attn: Attention, queries: Tensor, keys: FactoredKeys, k_pe: Tensor) -> Tensor:
+    """``token_to_image`` against factored image tokens; ``k_pe`` is ``k_proj(key_pe)`` (HW, D)."""
+    q = attn.heads(attn.q_proj(queries))
+    weights = keys.scores(q * q.shape[-1] ** -0.5, attn.k_proj.weight, k_pe).softmax(-1)
+    return attn.merge(keys.pooled(weights, attn.v_proj.weight, attn.v_proj.bias))
 
 
 def image_to_token(attn: Attention, keys: Tensor, q_pe: Tensor, queries: Tensor, query_pe: Tensor,
@@ -103,15 +120,13 @@ def image_to_token(attn: Attention, keys: Tensor, q_pe: Tensor, queries: Tensor,
     """
     b, t, _ = queries.shape
     h = attn.num_heads
-    k = attn.heads(attn.k_proj(queries + query_pe))  # (B, H, T, d)
-    k = k * k.shape[-1] ** -0.5
-    v = attn.heads(attn.v_proj(queries))
+    k, v = token_keys_values(attn, queries, query_pe)
     if keys.shape[0] == 1:  # queries projected once for all prompts
-        scores = _per_head_products(k, attn.heads(_project(attn.q_proj, keys, q_pe))[0]).contiguous()
+        scores = per_head_products(k, attn.heads(_project(attn.q_proj, keys, q_pe))[0]).contiguous()
     else:
         folded = torch.matmul(k, attn.head_weights(attn.q_proj)).view(b, h * t, -1)  # (B, HT, C)
         scores = torch.bmm(folded, keys.transpose(1, 2)).view(b, h, t, -1)
-        scores += _per_head_products(k, attn.heads(q_pe)[0])
+        scores += per_head_products(k, attn.heads(q_pe)[0])
     weights = scores.softmax(2).view(b, h * t, -1)  # (B, HT, HW): each image token over each head's T tokens
     out_weight = attn.out_proj.weight.view(-1, h, v.shape[-1])  # (C, H, d)
     # The output bias rides on the values: each image token's weights sum to one per head, H in all.
@@ -135,24 +150,27 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
-                overwrite_keys: bool = False) -> tuple[Tensor, Tensor]:
-        """queries (B, T, C); keys (1 or B, HW, C); key_pe (1, HW, C). Returns keys as (B, HW, C).
-
-        ``overwrite_keys``: the input keys may be reused for the output (they were made by an earlier layer).
-        """
+    def attend_tokens(self, queries: Tensor, query_pe: Tensor, to_image: Callable[[Tensor], Tensor]) -> Tensor:
+        """The token side of the block: self-attention, ``to_image`` (token-to-image attention of tokens with
+        their positional term), MLP, with their norms."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
             q = queries + query_pe
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
+        queries = self.norm2(queries + to_image(queries + query_pe))
+        return self.norm3(queries + self.mlp(queries))
 
+    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor,
+                overwrite_keys: bool = False) -> tuple[Tensor, Tensor]:
+        """queries (B, T, C); keys (1 or B, HW, C); key_pe (1, HW, C). Returns keys as (B, HW, C).
+
+        ``overwrite_keys``: the input keys may be reused for the output (they were made by an earlier layer).
+        """
         t2i = self.cross_attn_token_to_image
-        attn_out = token_to_image(t2i, queries + query_pe, keys, *image_key_heads(t2i, keys, key_pe))
-        queries = self.norm2(queries + attn_out)
-        queries = self.norm3(queries + self.mlp(queries))
-
+        queries = self.attend_tokens(queries, query_pe,
+                                     lambda q: token_to_image(t2i, q, keys, *image_key_heads(t2i, keys, key_pe)))
         i2t = self.cross_attn_image_to_token
         keys = self.norm4(image_to_token(i2t, keys, i2t.q_proj(key_pe), queries, query_pe, overwrite_keys))
         return queries, keys
@@ -168,13 +186,19 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, image_embedding: Tensor, image_pe: Tensor,
+                point_embedding: Tensor) -> tuple[Tensor, Tensor | FactoredKeys]:
         """image_embedding (1 or B, C, h, w), image_pe (1, C, h, w), point_embedding (B, T, C).
 
-        Returns the processed tokens (B, T, C) and image tokens (B, h*w, C).
+        Returns the processed tokens (B, T, C) and image tokens (B, h*w, C): on a CPU, for one shared image
+        embedding and without autograd, as ``FactoredKeys`` (indexing by prompts materialises them); a GPU
+        keeps the materialised path (the chunked factored one is unmeasured there).
         """
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
+        if (keys.shape[0] == 1 and keys.device.type == "cpu" and len(self.layers) == 2 and len(point_embedding)
+                and not torch.is_grad_enabled()):
+            return self._factored(keys, key_pe, point_embedding)
         queries = point_embedding
         for i, layer in enumerate(self.layers):  # the first layer's keys are the caller's: never overwritten
             queries, keys = layer(queries, keys, point_embedding, key_pe, overwrite_keys=i > 0)
@@ -182,3 +206,40 @@ class TwoWayTransformer(nn.Module):
         attn_out = token_to_image(final, queries + point_embedding, keys, *image_key_heads(final, keys, key_pe))
         queries = self.norm_final_attn(queries + attn_out)
         return queries, keys
+
+    def _factored(self, image: Tensor, key_pe: Tensor, tokens: Tensor) -> tuple[Tensor, FactoredKeys]:
+        """``forward`` for one shared image embedding, without autograd: the prompts' image tokens stay
+        factored (``factored.py``) from the first layer's image-to-token attention on, and prompts go in
+        chunks of ``FACTORED_CHUNK`` whose per-prompt tensors stay in cache; the image side is projected once."""
+        first, second = self.layers
+        i2t = first.cross_attn_image_to_token
+        shared = dict(basis=Basis.identity(image[0]),
+                      heads=image_key_heads(first.cross_attn_token_to_image, image, key_pe),
+                      image_q=i2t.heads(_project(i2t.q_proj, image, i2t.q_proj(key_pe)))[0],
+                      pe=(second.cross_attn_token_to_image.k_proj(key_pe)[0],
+                          self.final_attn_token_to_image.k_proj(key_pe)[0],
+                          second.cross_attn_image_to_token.q_proj(key_pe)[0]))
+        parts = [self._factored_chunk(image, tokens[i:i + FACTORED_CHUNK], shared)
+                 for i in range(0, tokens.shape[0], FACTORED_CHUNK)]
+        return torch.cat([q for q, _ in parts]), FactoredKeys.cat([k for _, k in parts])
+
+    def _factored_chunk(self, image: Tensor, tokens: Tensor, shared: dict) -> tuple[Tensor, FactoredKeys]:
+        """``_factored`` for one chunk of prompts, given the image side's ``shared`` projections."""
+        first, second = self.layers
+        b, n = tokens.shape[0], image.shape[1]
+        t2i_pe, final_pe, i2t_pe = shared["pe"]
+        t2i = first.cross_attn_token_to_image
+        queries = first.attend_tokens(tokens, tokens, lambda q: token_to_image(t2i, q, image, *shared["heads"]))
+        i2t = first.cross_attn_image_to_token
+        k, v = token_keys_values(i2t, queries, tokens)
+        a1 = per_head_products(k, shared["image_q"]).softmax(2).reshape(b, -1, n)
+        keys = FactoredKeys.after_first_layer(shared["basis"], a1, Values.of(i2t, v)).layer_norm(first.norm4)
+        t2i = second.cross_attn_token_to_image
+        queries = second.attend_tokens(queries, tokens, lambda q: factored_token_to_image(t2i, q, keys, t2i_pe))
+        i2t = second.cross_attn_image_to_token
+        k, v = token_keys_values(i2t, queries, tokens)
+        a2 = keys.scores(k, i2t.q_proj.weight, i2t_pe).softmax(2).reshape(b, -1, n)
+        keys = keys.plus_tokens(a2, Values.of(i2t, v)).layer_norm(second.norm4)
+        final = self.final_attn_token_to_image
+        attn_out = factored_token_to_image(final, queries + tokens, keys, final_pe)
+        return self.norm_final_attn(queries + attn_out), keys
