@@ -1,7 +1,7 @@
 """Regenerate the sample RGB-D recording shipped in sam_ros/data/sample_sequence (deterministic).
 
-    python -m sam_ros.synthetic.make_sample                         # the shipped (classic) recording
-    python -m sam_ros.synthetic.make_sample --style rich --out DIR  # the rich one, e.g. to try first
+    python -m sam_ros.synthetic.make_sample                            # the shipped (rich) recording
+    python -m sam_ros.synthetic.make_sample --style classic --out DIR  # the first renderer's look
 
 The truth file is written beside the recording as ``<name>_truth.json``.
 """
@@ -38,7 +38,7 @@ def ground_truth(frames) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--style", choices=("classic", "rich"), default="classic")
+    parser.add_argument("--style", choices=("classic", "rich"), default="rich")
     parser.add_argument("--out", type=Path, default=SAMPLE_DIR, help="recording directory (replaced)")
     args = parser.parse_args(argv)
     if args.style == "rich":
