@@ -268,12 +268,19 @@ class ObjectTracker:
 
     def _overlap(self, compact: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(N, tracks) IoU of this frame's compact masks with each track's predicted (shifted) mask, and the
-        share of that prediction inside each mask."""
-        if not len(compact) or not self.tracks:
-            return np.zeros((len(compact), len(self.tracks))), np.zeros((len(compact), len(self.tracks)))
-        predicted = torch.stack([t.predicted_mask(self.frame_size) for t in self.tracks])
-        inside = (compact.flatten(1).float() @ predicted.flatten(1).float().T) / predicted.flatten(1).sum(1).clamp(min=1)
-        return self._mask_iou(compact, predicted), inside.numpy()
+        share of that prediction inside each mask; both 0 for tracks of another camera geometry."""
+        iou, inside = np.zeros((len(compact), len(self.tracks))), np.zeros((len(compact), len(self.tracks)))
+        same = [j for j, t in enumerate(self.tracks) if t.mask.shape == compact.shape[1:]]
+        if not len(compact) or not same:
+            return iou, inside
+        predicted = torch.stack([self.tracks[j].predicted_mask(self.frame_size) for j in same]).flatten(1).float()
+        current = compact.flatten(1).float()
+        inter = current @ predicted.T
+        predicted_area = predicted.sum(1)
+        union = current.sum(1)[:, None] + predicted_area[None, :] - inter
+        iou[:, same] = (inter / union.clamp(min=1)).numpy()
+        inside[:, same] = (inter / predicted_area.clamp(min=1)).numpy()
+        return iou, inside
 
     def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None]) -> np.ndarray:
         """(N, tracks) match cost: infinite outside the gate, distance / ``max_distance`` (or 1 - IoU) within
@@ -292,15 +299,6 @@ class ObjectTracker:
                 if self._roles[i] != track.role:
                     cost[i, j] += ROLE_CHANGE_COST
         return cost
-
-    @staticmethod
-    def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-        if a.shape[1:] != b.shape[1:]:
-            return np.zeros((a.shape[0], b.shape[0]))
-        fa, fb = a.flatten(1).float(), b.flatten(1).float()
-        inter = fa @ fb.T
-        union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-        return (inter / union.clamp(min=1)).numpy()
 
 
 def _box_centre(box: np.ndarray) -> np.ndarray:

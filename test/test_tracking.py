@@ -170,3 +170,14 @@ def test_a_whole_object_keeps_its_id_when_its_part_fits_the_track_better():
     assert unaware.update(torch.stack([part, whole]), [centre, centre + 0.05], claims=[[track], []])[0] == track
     # A part alone next frame continues the part's track, not the whole's.
     assert tracker.update(part[None], [centre], roles=[Role.PART]) == [ids[0]]
+
+
+def test_a_change_of_camera_geometry_starts_new_tracks_without_error():
+    """A 4:3 stream switched to 16:9 (another driver profile): its masks cannot be compared with the old
+    tracks' (other compact shapes), so they start new tracks, and the old ones age out as usual."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+    [old] = tracker.update(rectangle(480, 640, 100, 100, 200, 200)[None], [None])
+    wide = rectangle(360, 640, 100, 100, 200, 200)[None]
+    [new] = tracker.update(wide, [None])
+    assert new != old
+    assert tracker.update(wide, [None]) == [new]
