@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..datatypes import EncodedImage, EncodedViews, MaskBatch
-from ..filters import masks_to_boxes, nms
-from .base import PromptStrategy
+from .base import PromptStrategy, at_points, distinct_cover
 from .grid import GridPrompts
 
 
@@ -22,15 +21,7 @@ def needs_dense(points: torch.Tensor, logits: torch.Tensor, iou: torch.Tensor, e
                 overlap: int, mask_threshold: float = 0.0, nms_thresh: float = 0.7) -> torch.Tensor:
     """Which ``points`` (N, 2 frame pixels) fall where the masks (M, s, s low-res logits) leave the frame
     uncovered, or where ``overlap`` or more distinct masks (after box NMS at ``nms_thresh``) cover it; (N,) bool."""
-    if len(logits) == 0:
-        return torch.ones(len(points), dtype=torch.bool, device=points.device)
-    masks = logits > mask_threshold
-    distinct = nms(masks_to_boxes(masks), iou, nms_thresh)
-    count = masks[distinct].sum(0, dtype=torch.int32)           # (s, s) masks covering each cell
-    cells = (encoded.to_input(points.float()) / 4).long()        # model-input pixels -> low-res cells
-    cx = cells[:, 0].clamp(0, count.shape[1] - 1)
-    cy = cells[:, 1].clamp(0, count.shape[0] - 1)
-    covered = count[cy, cx]
+    covered = at_points(distinct_cover(logits, iou, mask_threshold, nms_thresh), points, encoded)
     return (covered == 0) | (covered >= overlap)
 
 

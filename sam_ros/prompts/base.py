@@ -12,11 +12,28 @@ from typing import Callable
 import torch
 
 from ..datatypes import EncodedImage, MaskBatch
+from ..filters import masks_to_boxes, nms
 
-__all__ = ["EncodedImage", "MaskBatch", "PromptStrategy"]
+__all__ = ["EncodedImage", "MaskBatch", "PromptStrategy", "at_points", "distinct_cover"]
 
 
 class PromptStrategy(ABC):
     @abstractmethod
     def propose(self, encoded: EncodedImage, decode: Callable[[torch.Tensor], MaskBatch]) -> MaskBatch:
         """Choose point prompts (N, 2) in frame pixels (x, y), decode them, and return the masks."""
+
+
+def distinct_cover(logits: torch.Tensor, iou: torch.Tensor, mask_threshold: float, nms_thresh: float) -> torch.Tensor:
+    """(s, s) int32: how many of the masks (M, s, s low-res logits) cover each cell, counting only those that
+    survive box NMS at ``nms_thresh`` (a larger candidate the pipeline would drop for a better one explains
+    nothing)."""
+    if len(logits) == 0:
+        return torch.zeros(logits.shape[1:], dtype=torch.int32, device=logits.device)
+    masks = logits > mask_threshold
+    return masks[nms(masks_to_boxes(masks), iou, nms_thresh)].sum(0, dtype=torch.int32)
+
+
+def at_points(cells: torch.Tensor, points: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
+    """The values of a low-res cell map (s, s) under frame-pixel ``points`` (N, 2): (N,)."""
+    xy = (encoded.to_input(points.float()) * (cells.shape[-1] / encoded.image.shape[-1])).long()
+    return cells[xy[:, 1].clamp(0, cells.shape[0] - 1), xy[:, 0].clamp(0, cells.shape[1] - 1)]

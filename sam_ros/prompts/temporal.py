@@ -18,9 +18,8 @@ from __future__ import annotations
 import torch
 
 from ..datatypes import EncodedImage, MaskBatch
-from ..filters import masks_to_boxes, nms
 from .aop import AoPPrompts, sample_prompts
-from .base import PromptStrategy
+from .base import PromptStrategy, at_points, distinct_cover
 from .grid import GridPrompts
 
 
@@ -36,14 +35,6 @@ def candidate_points(strategy: PromptStrategy, encoded: EncodedImage) -> torch.T
         fill = GridPrompts(strategy.fill_grid).points(encoded) if strategy.fill_grid else torch.zeros(0, 2)
         return torch.cat([fill.to(device), predicted.to(device)])
     return torch.zeros(0, 2, device=device)
-
-
-def covered_at(covered: torch.Tensor, points: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
-    """Which frame-pixel ``points`` (N, 2) fall on a covered cell of the low-res map (s, s)."""
-    cells = encoded.to_input(points) * (covered.shape[-1] / encoded.image.shape[-1])
-    x = cells[:, 0].long().clamp(0, covered.shape[1] - 1)
-    y = cells[:, 1].long().clamp(0, covered.shape[0] - 1)
-    return covered[y, x]
 
 
 def same_points(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -91,12 +82,12 @@ class TemporalPrompts(PromptStrategy):
         if not ids or due:
             return self._full_scan(encoded, decode, self.track_points)
         first = decode(self.track_points)
-        covered = self._covered(first, encoded)
+        covered = self._covered(first)
         if self._fraction(covered, encoded) < self._coverage - self.coverage_drop:
             return MaskBatch.cat([first, self._full_scan(encoded, decode, self.track_points[:0])])
         self.full_scan, self._since_scan = False, self._since_scan + 1
         candidates = candidate_points(self.base, encoded)
-        rest = candidates[~covered_at(covered, candidates, encoded)]
+        rest = candidates[~at_points(covered, candidates, encoded)]
         return MaskBatch.cat([first, decode(rest)]) if len(rest) else first
 
     def _set_track_points(self, points: torch.Tensor, ids: list[int], device: torch.device) -> None:
@@ -122,14 +113,9 @@ class TemporalPrompts(PromptStrategy):
         self.full_scan, self._since_scan = True, 0
         return self.base.propose(encoded, with_tracks)
 
-    def _covered(self, batch, encoded: EncodedImage) -> torch.Tensor:
-        """(s, s) bool: cells of the low-res grid that a mask of ``batch`` surviving box NMS covers (a
-        larger candidate that the pipeline's NMS would drop for a better one explains nothing)."""
-        s = 4 * encoded.embedding.shape[-1]
-        if len(batch) == 0:
-            return torch.zeros(s, s, dtype=torch.bool, device=encoded.embedding.device)
-        masks = batch.logits > self.mask_threshold
-        return masks[nms(masks_to_boxes(masks), batch.iou, self.nms_thresh)].any(0)
+    def _covered(self, batch: MaskBatch) -> torch.Tensor:
+        """(s, s) bool: cells of the low-res grid that a mask of ``batch`` surviving box NMS covers."""
+        return distinct_cover(batch.logits, batch.iou, self.mask_threshold, self.nms_thresh) > 0
 
     @staticmethod
     def _fraction(covered: torch.Tensor, encoded: EncodedImage) -> float:
