@@ -58,6 +58,11 @@ class Object3DEstimate:
     bottom: float = 0.0       # lowest and highest point along up (1st/99th percentiles), metres
     top: float = 0.0
 
+    @property
+    def whole_object(self) -> bool:
+        """Valid, an object (not structure) and no part of another: what supports and planes reason about."""
+        return self.valid and self.kind == "object" and self.parent < 0
+
 
 def depth_to_metres(depth: np.ndarray, scale: float = 0.001, min_depth: float = 0.1,
                     max_depth: float = 10.0) -> np.ndarray:

@@ -31,7 +31,7 @@ def supports(estimates: list[Object3DEstimate], planes: list[Plane], plane_masks
     ``masks`` (N, h, w) and ``grid`` (h, w, 3) are the refined masks and points of the stage's grid (an
     object's top and footprint as a support are measured on its own pixels, see ``_own_supports``).
     """
-    objects = [i for i, e in enumerate(estimates) if e.valid and e.kind == "object" and e.parent < 0]
+    objects = [i for i, e in enumerate(estimates) if e.whole_object]
     own_support = _own_supports(estimates, objects, masks, grid, up)
     horizontal = [k for k, p in enumerate(planes) if p.kind in (FLOOR, TABLE)]
     tops = {}

@@ -191,7 +191,7 @@ def _grazing_structure(estimates: list[Object3DEstimate], refined: Refinement, z
 
 def _whole_objects(estimates: list[Object3DEstimate]) -> np.ndarray:
     """(N,) bool: valid object masks that are no part of another."""
-    return np.array([o.valid and o.kind == OBJECT and o.parent < 0 for o in estimates], bool)
+    return np.array([o.whole_object for o in estimates], bool)
 
 
 def _own_planes(index: np.ndarray, points: np.ndarray, candidates: np.ndarray, planes: list[Plane], up: np.ndarray,
