@@ -61,6 +61,10 @@ class SamRosConfig:
     temporal_coverage_drop: float = _param(0.05, "Temporal prompts: a full scan when the tracks' masks cover this "
                                            "fraction of the frame less than the last frame's masks did",
                                            low=0.0, high=1.0, dynamic=True)
+    temporal_skip_similarity: float = _param(0.95, "Temporal prompts: between scans, a grid/AoP point that no kept "
+                                             "mask covered is not decoded again while the image embedding under it "
+                                             "stays above this cosine similarity to when it was (1 = always decode)",
+                                             low=0.0, high=1.0, dynamic=True)
 
     # --- mask filtering --------------------------------------------------------------------
     pred_iou_thresh: float = _param(0.88, "Drop masks whose predicted IoU is below this",

@@ -141,7 +141,8 @@ class Segmenter:
         if not config.temporal_prompts:
             return base
         return temporal_wrapped(base, getattr(self, "strategy", None), config.rescan_every,
-                                config.temporal_coverage_drop, config.mask_threshold, config.nms_thresh)
+                                config.temporal_coverage_drop, config.mask_threshold, config.nms_thresh,
+                                config.temporal_skip_similarity)
 
     def _base_strategy(self, config: SamRosConfig) -> PromptStrategy:
         if config.prompt_mode == "grid" and config.adaptive_density:

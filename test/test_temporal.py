@@ -97,6 +97,46 @@ def test_a_new_object_on_empty_ground_is_found_on_the_frame_it_appears():
     assert found == 2 and not strategy.full_scan  # on its first frame, without a rescan
 
 
+def test_points_that_gave_nothing_are_skipped_until_the_image_under_them_changes():
+    """Grid points on empty ground (no mask) are not decoded again while the embedding under them is the same;
+    an object that appears there changes it and is found on that frame; the rescan decodes them all."""
+    torch.manual_seed(0)
+    embedding = torch.randn(1, 8, 16, 16)
+    encoded = EncodedImage(embedding, torch.zeros(1, 3, S, S), (H, W), (H, W))
+    moved = embedding.clone()
+    moved[..., 1:5, 10:15] = torch.randn(1, 8, 4, 5)  # embedding cells (4 frame px each) over (40, 4, 60, 20)
+    grid = GridPrompts(8).points(encoded)
+    before, after = scene([(5, 5, 20, 20)]), scene([(5, 5, 20, 20), (40, 4, 60, 20)])
+    empty = grid[torch.from_numpy(before)[grid[:, 1].long(), grid[:, 0].long()] == 0]
+
+    def second_batch(strategy, labels, embedding_now):
+        strategy.set_tracks(torch.tensor([[12.0, 12.0], [30.0, 40.0]]), [1, 2])
+        decoder = RegionDecoder(labels)
+        now = EncodedImage(embedding_now, torch.zeros(1, 3, S, S), (H, W), (H, W))
+        batch = keep_all(strategy, strategy.propose(now, decoder))
+        return (decoder.calls[1] if len(decoder.calls) > 1 else torch.zeros(0, 2)), batch
+
+    strategy = TemporalPrompts(GridPrompts(8), rescan_every=4, coverage_drop=0.5, skip_similarity=0.95)
+    keep_all(strategy, strategy.propose(encoded, RegionDecoder(before)))
+    decoded, _ = second_batch(strategy, before, embedding)
+    assert len(decoded) == 0 and strategy.skipped == len(empty) > 0
+    decoded, batch = second_batch(strategy, after, moved)
+    on_new = ((decoded[:, 0] >= 40) & (decoded[:, 0] < 60) & (decoded[:, 1] >= 4) & (decoded[:, 1] < 20))
+    assert len(decoded) and on_new.all() and strategy.skipped == len(empty) - len(decoded)
+    assert 3 in {int(after[int(p[1]), int(p[0])]) for p in batch.points}  # found on the frame it appears
+    second_batch(strategy, after, moved)
+    assert not strategy.full_scan
+    strategy.set_tracks(torch.tensor([[12.0, 12.0]]), [1])
+    decoder = RegionDecoder(after)
+    strategy.propose(EncodedImage(moved, torch.zeros(1, 3, S, S), (H, W), (H, W)), decoder)
+    assert strategy.full_scan and strategy.skipped == 0 and len(decoder.calls[0]) == 1 + len(grid)
+
+    always = TemporalPrompts(GridPrompts(8), rescan_every=4, coverage_drop=0.5, skip_similarity=1.0)
+    keep_all(always, always.propose(encoded, RegionDecoder(before)))
+    decoded, _ = second_batch(always, before, embedding)
+    assert torch.equal(decoded, empty) and always.skipped == 0
+
+
 def test_when_coverage_falls_the_rest_of_the_frame_is_a_full_scan():
     encoded = encoded_image()
     grid = GridPrompts(8).points(encoded)

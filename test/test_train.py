@@ -1,9 +1,10 @@
+import dataclasses
 import json
 
 import numpy as np
 import torch
 
-from sam_ros.model import TINY, build_sam, load_sam
+from sam_ros.model import TINY, build_sam, load_sam, save_checkpoint
 from sam_ros.synthetic import FLOOR_ID, render, sample_scene
 from sam_ros.train.data import Recipe, make_sample, pick_segment, random_intrinsics, segment_targets
 from sam_ros.train.train_sam import batch_loss, learning_rate, main
@@ -55,6 +56,21 @@ def test_training_command_writes_a_loadable_checkpoint_and_report(tmp_path):
     report = json.loads(out.with_suffix(".json").read_text())
     assert report["training"]["steps"] == 2 and report["evaluation"]["classic"]["scenes"] == 1
     assert 0.0 <= report["evaluation"]["classic"]["single_point_miou"] <= 1.0
+
+
+def test_fine_tuning_at_another_input_size_keeps_the_weights_and_records_the_size(tmp_path):
+    """--img-size: the init checkpoint's weights, unchanged, in a model of the new input size; the file says so."""
+    start, tuned = tmp_path / "start.pt", tmp_path / "tuned.pt"
+    torch.manual_seed(0)
+    save_checkpoint(start, build_sam(TINY), TINY)
+    main(["--init", str(start), "--img-size", "320", "--out", str(tuned), "--steps", "1", "--lr", "0", "--batch", "1",
+          "--prompts", "2", "--eval-scenes", "1", "--threads", "1"])
+    model, config = load_sam(tuned)
+    assert config == dataclasses.replace(TINY, img_size=320) and model.img_size == 320
+    assert model.image_encoder(torch.zeros(1, 3, 320, 320)).shape[-1] == config.embedding_size == 20
+    before = dict(load_sam(start)[0].named_parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.named_parameters())  # lr 0: not a weight moved
+    assert json.loads(tuned.with_suffix(".json").read_text())["training"]["img_size"] == 320
 
 
 def _rich_scene_with_shadow(width: int = 128):

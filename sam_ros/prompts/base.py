@@ -34,6 +34,7 @@ def distinct_cover(logits: torch.Tensor, iou: torch.Tensor, mask_threshold: floa
 
 
 def at_points(cells: torch.Tensor, points: torch.Tensor, encoded: EncodedImage) -> torch.Tensor:
-    """The values of a low-res cell map (s, s) under frame-pixel ``points`` (N, 2): (N,)."""
-    xy = (encoded.to_input(points.float()) * (cells.shape[-1] / encoded.image.shape[-1])).long()
-    return cells[xy[:, 1].clamp(0, cells.shape[0] - 1), xy[:, 0].clamp(0, cells.shape[1] - 1)]
+    """The values of a cell map over the model input ((..., s, s): low-res masks, an embedding) under frame-pixel
+    ``points`` (N, 2): (..., N)."""
+    xy = (encoded.to_input(points.float().to(cells.device)) * (cells.shape[-1] / encoded.image.shape[-1])).long()
+    return cells[..., xy[:, 1].clamp(0, cells.shape[-2] - 1), xy[:, 0].clamp(0, cells.shape[-1] - 1)]

@@ -10,6 +10,12 @@ masks cover clearly less of the frame than the last frame's kept masks (``covera
 longer explain the frame), the rest of that frame is a full scan too. So a frame costs a few prompts
 per object instead of a grid, and an object is found within ``rescan_every`` frames at the latest.
 
+A point of the base strategy that no kept mask covered (a textured floor the model gives no confident
+mask for, say) gives the same nothing again while the image there is the same: between scans it is
+skipped while the image embedding under it stays within ``skip_similarity`` (cosine) of what it was
+when the point was last decoded. An object that moves in changes the embedding, so it is still found at
+once; the thresholds are deterministic, so skipping an unchanged point loses nothing.
+
 Masks made by a track's prompt claim that track's id (``claims``); the tracker checks the claim. Tracks
 that share a prompt (one point made a whole and its part) share its decode and its claims.
 """
@@ -18,6 +24,8 @@ from __future__ import annotations
 import torch
 
 from ..datatypes import EncodedImage, MaskBatch
+from torch.nn import functional as F
+
 from .aop import AoPPrompts, sample_prompts
 from .base import PromptStrategy, at_points, distinct_cover
 from .grid import GridPrompts
@@ -46,16 +54,21 @@ class TemporalPrompts(PromptStrategy):
     """Track prompts first, the base strategy only where they leave the frame uncovered."""
 
     def __init__(self, base: PromptStrategy, rescan_every: int = 8, coverage_drop: float = 0.05,
-                 mask_threshold: float = 0.0, nms_thresh: float = 1.0) -> None:
+                 mask_threshold: float = 0.0, nms_thresh: float = 1.0, skip_similarity: float = 0.95) -> None:
         self.base = base
         self.rescan_every, self.coverage_drop, self.mask_threshold = rescan_every, coverage_drop, mask_threshold
-        self.nms_thresh = nms_thresh
+        self.nms_thresh, self.skip_similarity = nms_thresh, skip_similarity
         self._next_tracks: tuple[torch.Tensor, list[int]] = (torch.zeros(0, 2), [])
         self.track_points = torch.zeros(0, 2)    # the track prompts of the frame just decoded, each once
         self.track_ids: list[list[int]] = []     # the tracks each of those prompts belongs to
         self._since_scan: int | None = None      # frames since the last full scan (None: none yet)
         self._coverage = 0.0                     # fraction of the frame the last frame's kept masks covered
         self.full_scan = True                    # whether the frame just decoded was a full scan
+        # Base-strategy points of this frame (frame pixels) and the embedding under each when last decoded;
+        # after the frame, those no kept mask covers are the barren points the next frame may skip.
+        self._tried = (torch.zeros(0, 2), torch.zeros(0, 0))
+        self._barren = (torch.zeros(0, 2), torch.zeros(0, 0))
+        self.skipped = 0                         # barren points the frame just decoded did not decode again
 
     def set_tracks(self, points: torch.Tensor, ids: list[int]) -> None:
         """The live tracks' prompts (N, 2 frame pixels) and ids, for the next frame only."""
@@ -63,8 +76,16 @@ class TemporalPrompts(PromptStrategy):
 
     def record_kept(self, masks: torch.Tensor) -> None:
         """The masks (N, H, W) the frame kept (after NMS and area filters): the next frame's track masks
-        are held against the share of the frame these cover."""
+        are held against the share of the frame these cover, and the base points none of them covers are
+        barren."""
         self._coverage = float(masks.any(0).float().mean()) if len(masks) else 0.0
+        points, vectors = self._tried
+        if len(masks) and len(points):
+            union = masks.any(0)
+            xy = points.long()
+            hit = union[xy[:, 1].clamp(0, union.shape[0] - 1), xy[:, 0].clamp(0, union.shape[1] - 1)]
+            points, vectors = points[~hit], vectors[~hit]
+        self._barren = (points, vectors)
 
     def claims(self, points: torch.Tensor) -> list[list[int]]:
         """For each mask's prompt (N, 2): the ids of the tracks whose prompt it was (none: not a track's)."""
@@ -79,6 +100,7 @@ class TemporalPrompts(PromptStrategy):
         self._next_tracks = (torch.zeros(0, 2), [])
         self._set_track_points(points, ids, encoded.embedding.device)
         due = self._since_scan is None or self._since_scan + 1 >= self.rescan_every
+        self.skipped = 0
         if not ids or due:
             return self._full_scan(encoded, decode, self.track_points)
         first = decode(self.track_points)
@@ -88,7 +110,26 @@ class TemporalPrompts(PromptStrategy):
         self.full_scan, self._since_scan = False, self._since_scan + 1
         candidates = candidate_points(self.base, encoded)
         rest = candidates[~at_points(covered, candidates, encoded)]
+        vectors = embedding_at(encoded, rest)
+        unchanged, before = self._unchanged_barren(rest, vectors)
+        self.skipped = int(unchanged.sum())
+        # A skipped point stays barren against the embedding it was last decoded on, so slow drift adds up.
+        self._tried = (rest, torch.where(unchanged[:, None], before, vectors))
+        rest = rest[~unchanged]
         return MaskBatch.cat([first, decode(rest)]) if len(rest) else first
+
+    def _unchanged_barren(self, points: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which of ``points`` are barren points whose embedding (``vectors``, (N, C)) is within
+        ``skip_similarity`` of the one they were decoded on (N,) bool, and that embedding (N, C)."""
+        barren_points, barren_vectors = self._barren
+        unchanged, before = torch.zeros(len(points), dtype=torch.bool, device=points.device), vectors.clone()
+        if not len(points) or not len(barren_points) or barren_vectors.shape[1] != vectors.shape[1]:
+            return unchanged, before
+        match = same_points(points, barren_points)
+        known = match.any(1)
+        before[known] = barren_vectors[match[known].float().argmax(1)]
+        similarity = F.cosine_similarity(vectors, before, dim=1).clamp(max=1.0)
+        return known & (similarity > self.skip_similarity), before
 
     def _set_track_points(self, points: torch.Tensor, ids: list[int], device: torch.device) -> None:
         """Each distinct track prompt once, with the ids of all the tracks it belongs to."""
@@ -111,6 +152,8 @@ class TemporalPrompts(PromptStrategy):
             return decode(torch.cat([tracks, points[~same_points(points, tracks).any(1)]]))
 
         self.full_scan, self._since_scan = True, 0
+        candidates = candidate_points(self.base, encoded)
+        self._tried = (candidates, embedding_at(encoded, candidates))
         return self.base.propose(encoded, with_tracks)
 
     def _covered(self, batch: MaskBatch) -> torch.Tensor:
@@ -126,11 +169,18 @@ class TemporalPrompts(PromptStrategy):
         return float(covered[:rows, :cols].float().mean())
 
 
+def embedding_at(encoded: EncodedImage, points: torch.Tensor) -> torch.Tensor:
+    """(N, C) float32: the image embedding under frame-pixel ``points`` (on the embedding's device)."""
+    return at_points(encoded.embedding[0], points, encoded).T.float()
+
+
 def temporal_wrapped(strategy: PromptStrategy, previous: PromptStrategy | None, rescan_every: int,
-                     coverage_drop: float, mask_threshold: float, nms_thresh: float = 1.0) -> TemporalPrompts:
+                     coverage_drop: float, mask_threshold: float, nms_thresh: float = 1.0,
+                     skip_similarity: float = 0.95) -> TemporalPrompts:
     """``strategy`` behind temporal prompts; a ``previous`` temporal wrapper hands over its state only when
-    its base is of the same kind (so a threshold change does not force a full scan)."""
-    temporal = TemporalPrompts(strategy, rescan_every, coverage_drop, mask_threshold, nms_thresh)
+    its base is of the same kind (so a threshold change does not force a full scan). Its barren points are
+    not handed over: under new thresholds they may give masks."""
+    temporal = TemporalPrompts(strategy, rescan_every, coverage_drop, mask_threshold, nms_thresh, skip_similarity)
     if isinstance(previous, TemporalPrompts) and type(previous.base) is type(strategy):
         temporal._since_scan, temporal._coverage = previous._since_scan, previous._coverage
     return temporal

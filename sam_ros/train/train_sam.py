@@ -24,6 +24,7 @@ training time and the held-out evaluation of ``sam_ros.train.evaluate``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -35,7 +36,7 @@ import torch
 from torch.nn import functional as F
 
 from ..config import SamRosConfig
-from ..model import BUNDLED_PARAMS, TINY, Sam, build_sam, load_sam, save_checkpoint
+from ..model import BUNDLED_PARAMS, TINY, ModelConfig, Sam, build_sam, load_sam, save_checkpoint
 from .data import Recipe, Sample, make_sample
 from .evaluate import evaluate
 
@@ -140,6 +141,14 @@ def train(model: Sam, rng: np.random.Generator, steps: int, batch: int, prompts:
     return done, log
 
 
+def resized(model: Sam, config: ModelConfig) -> Sam:
+    """The same weights in a model of another input size (every weight is independent of it: convolutions,
+    windowed attention with fixed windows, and Fourier positional encodings of normalised coordinates)."""
+    other = build_sam(config)
+    other.load_state_dict(model.state_dict())
+    return other
+
+
 def init_record(path: str | None) -> dict | None:
     """What a fine-tuning run started from: the file and that file's own training record."""
     if not path:
@@ -161,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (training data is rendered on the CPU)")
     parser.add_argument("--log-every", type=int, default=100, help="steps between log lines")
     parser.add_argument("--init", help="start from this checkpoint's weights (fine-tuning) instead of from scratch")
+    parser.add_argument("--img-size", type=int,
+                        help="model input side (default: the --init checkpoint's, else the small model's 256); the "
+                             "weights do not depend on it, so a model can be fine-tuned at a larger input")
     parser.add_argument("--rich-fraction", type=float, default=0.0,
                         help="share of training scenes drawn in the rich renderer style (the rest classic)")
     parser.add_argument("--camera-effects", action="store_true",
@@ -180,14 +192,17 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    model = load_sam(args.init)[0] if args.init else build_sam(TINY)
+    model, config = load_sam(args.init) if args.init else (build_sam(TINY), TINY)
+    if args.img_size and args.img_size != config.img_size:
+        config = dataclasses.replace(config, img_size=args.img_size)
+        model = resized(model, config)
     model = model.float().to(args.device)
     recipe = Recipe(rich_fraction=args.rich_fraction, camera_effects=args.camera_effects,
                     colour_jitter=args.colour_jitter, shadow_prompts=args.shadow_prompts)
     partial = args.out.with_suffix(".partial.pt")
 
     def save_partial(steps_done: int) -> None:
-        save_checkpoint(partial, model.cpu().eval(), TINY, training={"steps": steps_done, "partial": True})
+        save_checkpoint(partial, model.cpu().eval(), config, training={"steps": steps_done, "partial": True})
         model.to(args.device)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -201,11 +216,11 @@ def main(argv: list[str] | None = None) -> None:
                 "rich_fraction": args.rich_fraction, "camera_effects": args.camera_effects,
                 "colour_jitter": args.colour_jitter,
                 "shadow_prompts": args.shadow_prompts, "minutes": round(minutes, 1), "device": args.device,
-                "threads": args.threads, "torch": str(torch.__version__), "init": init_record(args.init)}
+                "img_size": config.img_size, "threads": args.threads, "torch": str(torch.__version__), "init": init_record(args.init)}
     eval_config = SamRosConfig.from_yaml(args.eval_params).replace(checkpoint="", device="cpu", dtype="float32")
     evaluation = {style: evaluate(model, scenes=args.eval_scenes, config=eval_config, style=style)
                   for style in args.eval_styles}
-    save_checkpoint(args.out, model, TINY, training=training, evaluation=evaluation)
+    save_checkpoint(args.out, model, config, training=training, evaluation=evaluation)
     args.out.with_suffix(".json").write_text(json.dumps({"training": training, "evaluation": evaluation,
                                                          "log": log}, indent=1) + "\n")
     partial.unlink(missing_ok=True)
