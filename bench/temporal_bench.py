@@ -152,6 +152,7 @@ def fully_in_view(labels: np.ndarray, object_id: int) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sequences", type=int, default=3)
+    parser.add_argument("--first", type=int, default=0, help="seed of the first sequence (others are held out)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--rescan-every", type=int, default=SamRosConfig().rescan_every)
     parser.add_argument("--checkpoint", default="bundled", help="'bundled' runs at its own thresholds (its params file)")
@@ -172,7 +173,7 @@ def main() -> None:
                     "best_changes": 0, "objects": 0}
              for name in modes}
     camera = None
-    for seed in range(args.sequences):
+    for seed in range(args.first, args.first + args.sequences):
         sequence = (rich_sequence if args.scenes == "rich" else moving_sequence)(seed, args.frames)
         segmenters = {name: Segmenter(config) for name, config in modes.items()}
         assigned = {name: {} for name in modes}
@@ -209,7 +210,7 @@ def main() -> None:
             for history in assigned[name].values():
                 stats[name]["best_changes"] += sum(a != b for a, b in zip(history, history[1:]))
                 stats[name]["objects"] += 1
-    print(f"{args.sequences} {args.scenes} sequences x {args.frames} frames, 640x480, CPU {args.dtype}, {args.threads} threads, "
+    print(f"{args.sequences} {args.scenes} sequences (seeds {args.first}-{args.first + args.sequences - 1}) x {args.frames} frames, 640x480, CPU {args.dtype}, {args.threads} threads, "
           f"model {args.checkpoint}, rescan_every {args.rescan_every}; movers, a leaver and an enterer each")
     flags = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags())
     print(f"CPU {cpu_model()} ({os.cpu_count()} cores), flags: {flags}; load average at the end "
