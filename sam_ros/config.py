@@ -61,7 +61,7 @@ class SamRosConfig:
     temporal_coverage_drop: float = _param(0.05, "Temporal prompts: a full scan when the tracks' masks cover this "
                                            "fraction of the frame less than the last frame's masks did",
                                            low=0.0, high=1.0, dynamic=True)
-    temporal_skip_similarity: float = _param(0.95, "Temporal prompts: between scans, a grid/AoP point that no kept "
+    temporal_skip_similarity: float = _param(0.98, "Temporal prompts: between scans, a grid/AoP point that no kept "
                                              "mask covered is not decoded again while the image embedding under it "
                                              "stays above this cosine similarity to when it was (1 = always decode)",
                                              low=0.0, high=1.0, dynamic=True)

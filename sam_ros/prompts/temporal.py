@@ -54,7 +54,7 @@ class TemporalPrompts(PromptStrategy):
     """Track prompts first, the base strategy only where they leave the frame uncovered."""
 
     def __init__(self, base: PromptStrategy, rescan_every: int = 8, coverage_drop: float = 0.05,
-                 mask_threshold: float = 0.0, nms_thresh: float = 1.0, skip_similarity: float = 0.95) -> None:
+                 mask_threshold: float = 0.0, nms_thresh: float = 1.0, skip_similarity: float = 0.98) -> None:
         self.base = base
         self.rescan_every, self.coverage_drop, self.mask_threshold = rescan_every, coverage_drop, mask_threshold
         self.nms_thresh, self.skip_similarity = nms_thresh, skip_similarity
@@ -176,7 +176,7 @@ def embedding_at(encoded: EncodedImage, points: torch.Tensor) -> torch.Tensor:
 
 def temporal_wrapped(strategy: PromptStrategy, previous: PromptStrategy | None, rescan_every: int,
                      coverage_drop: float, mask_threshold: float, nms_thresh: float = 1.0,
-                     skip_similarity: float = 0.95) -> TemporalPrompts:
+                     skip_similarity: float = 0.98) -> TemporalPrompts:
     """``strategy`` behind temporal prompts; a ``previous`` temporal wrapper hands over its state only when
     its base is of the same kind (so a threshold change does not force a full scan). Its barren points are
     not handed over: under new thresholds they may give masks."""
