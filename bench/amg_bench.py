@@ -5,7 +5,7 @@
 
 Held-out synthetic 640x480 scenes with 2-4 small items of ~100-1000 px each: ``--style classic`` (the
 default: the first renderer's look, which the shipped model was trained on, plus small items) or
-``--style rich`` (rooms, tables, textures, shadows; the shipped model finds a third of their objects);
+``--style rich`` (rooms, tables, textures, shadows; the shipped model finds under half of their objects);
 the model's operating point (--params). Per mode: recall@0.5 of the visible objects per size bucket
 (< 500, 500-2000, > 2000 px), masks kept per object, prompts, decode and total time per frame, and the
 share of small objects (< 500 px) that any decoded prompt lands on (a miss with a prompt on the object

@@ -161,7 +161,7 @@ def visible_extent(mask: np.ndarray, depth: np.ndarray, rays: np.ndarray, transf
 
 def evaluate_rich(scenes: int, config: SamRosConfig, bleed_px: int, first_seed: int = 8000) -> dict:
     """Rich scenes (rooms, tables, stacks, shadows, textured floors/walls, plates) with ground-truth masks
-    (the shipped model finds only a third of their objects), object masks grown by ``bleed_px`` pixels as a
+    (the shipped model finds under half of their objects), object masks grown by ``bleed_px`` pixels as a
     segment-everything mask bleeds onto the floor, shadows and background."""
     from scipy import ndimage
 
@@ -342,7 +342,7 @@ def main() -> None:
         bleed = 4
         rich = evaluate_rich(args.rich_scenes, config, bleed, args.rich_first_seed)
         print(f"{args.rich_scenes} rich scenes (seeds {args.rich_first_seed}+), ground-truth masks, object masks grown "
-              f"by {bleed} px (the model finds only a third of rich scenes' objects)")
+              f"by {bleed} px (the model finds under half of rich scenes' objects)")
         print(f"  floor/walls/table tops structure of the right class  "
               f"{rich['structure'] / max(rich['structure_n'], 1):.1%} of {rich['structure_n']};  "
               f"table legs {rich['legs'] / max(rich['legs_n'], 1):.1%} of {rich['legs_n']}")

@@ -2,14 +2,17 @@
 
     python -m sam_ros.train.train_sam --out base.pt --steps 5000 --seed 0          # 37.6 min on 2 CPU cores
     python -m sam_ros.train.train_sam --init base.pt --out sam_ros/data/sam_ros_tiny.pt \
-        --steps 1500 --lr 5e-4 --seed 1                                             # + 12.5 min: the shipped file
+        --steps 1500 --lr 5e-4 --seed 1                                             # + 12.5 min (classic only)
+    # then two fine-tuning runs for every look, the second at a 384-px input: README, "Training the shipped small model"
 
 Fine-tuning for scenes of every look (issue 14): ``--rich-fraction`` mixes the rich renderer's scenes
 (photo textures, cast shadows, tables, stacking, camera roll) with classic ones so the classic look is
 not forgotten, ``--camera-effects`` and ``--colour-jitter`` draw a camera's blur, noise, JPEG, exposure
 and colour per image, and ``--shadow-prompts`` puts floor/wall prompts inside cast shadows (their
-answer is the whole surface). On a shared CPU use ``--threads 1``: two threads on an oversubscribed
-machine ran 14x slower (3.1 vs 44 steps/min measured here).
+answer is the whole surface). ``--img-size`` fine-tunes at another input size: no weight depends on
+it, and small objects need more than a 256-px input gives them (the shipped file: 384). On a shared
+CPU use ``--threads 1``: two threads on an oversubscribed machine ran 14x slower (3.1 vs 44 steps/min
+measured here).
 
 SAM's recipe, reduced: point prompts inside ground-truth segments, three masks per prompt, a mask
 loss on the best of the three, and MSE between predicted and actual IoU so that
