@@ -22,10 +22,9 @@ that share a prompt (one point made a whole and its part) share its decode and i
 from __future__ import annotations
 
 import torch
-
-from ..datatypes import EncodedImage, MaskBatch
 from torch.nn import functional as F
 
+from ..datatypes import EncodedImage, MaskBatch
 from .aop import AoPPrompts, sample_prompts
 from .base import PromptStrategy, at_points, distinct_cover
 from .grid import GridPrompts
