@@ -6,8 +6,10 @@ never holds a frame's mask tensor, so no GPU memory outlives the frame that made
 
 Each track predicts where it is now at constant velocity: its centroid moved by its 3D velocity, its
 downsampled mask shifted by its image motion (per frame, times the frames since it was seen).
-Matching is greedy over a cost: distance from the predicted centroid when both have valid depth
-(gated by ``max_distance``), otherwise 1 - IoU with the shifted mask (gated by ``min_iou``). A mask
+Matching is greedy over a cost: distance from the predicted centroid, or from the last one when that
+is nearer (a velocity measured on one jump of a mask's centroid, then extrapolated over missed frames,
+would lose a still object), when both have valid depth (gated by ``max_distance``), otherwise 1 - IoU
+with the shifted mask (gated by ``min_iou``). A mask
 made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
 it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
@@ -283,15 +285,17 @@ class ObjectTracker:
         return iou, inside
 
     def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None]) -> np.ndarray:
-        """(N, tracks) match cost: infinite outside the gate, distance / ``max_distance`` (or 1 - IoU) within
-        it, plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
+        """(N, tracks) match cost: infinite outside the gate, distance (to the nearer of the predicted and the
+        last centroid) / ``max_distance`` (or 1 - IoU) within it, plus ``ROLE_CHANGE_COST`` when the mask's role
+        is not the track's."""
         n = iou.shape[0]
         cost = np.full((n, len(self.tracks)), np.inf)
         for j, track in enumerate(self.tracks):
             predicted = track.predicted_centroid()
             for i in range(n):
                 if centroids[i] is not None and predicted is not None:
-                    distance = float(np.linalg.norm(centroids[i] - predicted))
+                    distance = float(min(np.linalg.norm(centroids[i] - predicted),
+                                         np.linalg.norm(centroids[i] - track.centroid)))
                     if distance <= self.max_distance:
                         cost[i, j] = distance / max(self.max_distance, 1e-9)
                 elif iou[i, j] >= self.min_iou:

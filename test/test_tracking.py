@@ -121,6 +121,19 @@ def test_two_movers_passing_each_other_keep_their_ids_at_constant_velocity():
     assert all(ids == history[0] for ids in history)
 
 
+def test_a_track_whose_velocity_was_wrong_is_still_found_where_it_was_last_seen():
+    """One centroid jump (its mask merged with a neighbour's for a frame) gives a still object a 0.25 m/frame
+    velocity; missed the next frame, it is predicted 0.5 m away, outside the gate, but it is where it was."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=3)
+    mask = rectangle(120, 160, 40, 40, 80, 80)[None]
+    still = np.array([0.0, 0.0, 2.0])
+    first = tracker.update(mask, [still])
+    assert tracker.update(mask, [still + [0.25, 0.0, 0.0]]) == first  # the jump, within the gate
+    tracker.update(torch.zeros(0, 120, 160, dtype=torch.bool), [])
+    assert np.linalg.norm(tracker.tracks[0].predicted_centroid() - (still + [0.25, 0, 0])) > 0.3
+    assert tracker.update(mask, [still + [0.25, 0.0, 0.0]]) == first
+
+
 def test_a_claim_that_slipped_onto_a_neighbour_is_refused():
     """A track's prompt can land on the object next to it: its mask then claims the track although it does
     not overlap where the track's mask went; the claim is refused even within the 3D gate."""
