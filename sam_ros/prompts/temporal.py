@@ -75,12 +75,12 @@ class TemporalPrompts(PromptStrategy):
 
     def record_kept(self, masks: torch.Tensor) -> None:
         """The masks (N, H, W) the frame kept (after NMS and area filters): the next frame's track masks
-        are held against the share of the frame these cover, and the base points none of them covers are
-        barren."""
-        self._coverage = float(masks.any(0).float().mean()) if len(masks) else 0.0
+        are held against the share of the frame these cover, and the base points decoded this frame that
+        none of them covers are barren."""
+        union = masks.any(0) if len(masks) else None
+        self._coverage = float(union.float().mean()) if union is not None else 0.0
         points, vectors = self._tried
-        if len(masks) and len(points):
-            union = masks.any(0)
+        if union is not None and len(points):
             xy = points.long()
             hit = union[xy[:, 1].clamp(0, union.shape[0] - 1), xy[:, 0].clamp(0, union.shape[1] - 1)]
             points, vectors = points[~hit], vectors[~hit]
@@ -141,9 +141,10 @@ class TemporalPrompts(PromptStrategy):
 
     def _full_scan(self, encoded: EncodedImage, decode, track_points: torch.Tensor):
         """The base strategy in full, ``track_points`` riding in its first decoder batch (one pass)."""
-        pending = [track_points]
+        pending, tried = [track_points], []
 
         def with_tracks(points: torch.Tensor):
+            tried.append(points)
             if not pending:
                 return decode(points)
             tracks = pending.pop()
@@ -151,9 +152,10 @@ class TemporalPrompts(PromptStrategy):
             return decode(torch.cat([tracks, points[~same_points(points, tracks).any(1)]]))
 
         self.full_scan, self._since_scan = True, 0
-        candidates = candidate_points(self.base, encoded)
-        self._tried = (candidates, embedding_at(encoded, candidates))
-        return self.base.propose(encoded, with_tracks)
+        batch = self.base.propose(encoded, with_tracks)
+        points = torch.cat(tried).to(encoded.embedding.device) if tried else torch.zeros(0, 2, device=encoded.embedding.device)
+        self._tried = (points, embedding_at(encoded, points))
+        return batch
 
     def _covered(self, batch: MaskBatch) -> torch.Tensor:
         """(s, s) bool: cells of the low-res grid that a mask of ``batch`` surviving box NMS covers."""
