@@ -151,7 +151,8 @@ class Segmenter:
         if config.prompt_mode == "grid":
             return GridPrompts(config.grid_size, self._point_grids(config)[0] if config.point_grids else None)
         return AoPPrompts(self._prompt_predictor(config), config.aop_smoothing, config.aop_conf_thresh,
-                          config.aop_spacing, config.aop_elim_thresh, config.aop_fill_grid, config.mask_threshold)
+                          config.aop_spacing, config.aop_elim_thresh, config.aop_fill_grid, config.mask_threshold,
+                          config.aop_fill_min_conf)
 
     def _prompt_predictor(self, config: SamRosConfig) -> PromptPredictor:
         """The AoP predictor, loaded when first needed or when its file changes, checked against the model."""

@@ -7,8 +7,8 @@ from scipy import ndimage
 from sam_ros.config import SamRosConfig
 from sam_ros.model import BUNDLED_PARAMS, TINY
 from sam_ros.pipeline import Segmenter
-from sam_ros.prompts import EncodedImage, PromptPredictor, load_predictor, predictor_beside, save_predictor
-from sam_ros.prompts.aop import eliminate_redundant, gaussian_blur, sample_prompts
+from sam_ros.prompts import EncodedImage, GridPrompts, PromptPredictor, load_predictor, predictor_beside, save_predictor
+from sam_ros.prompts.aop import AoPPrompts, eliminate_redundant, gaussian_blur, sample_prompts
 from sam_ros.synthetic import Intrinsics, render, sample_scene
 from sam_ros.train.train_aop import fit, gaussian_map, pcm_size, teacher_data, to_cells
 
@@ -146,6 +146,32 @@ def test_pipeline_with_aop_prompts_decodes_in_two_batches(model, frame, tmp_path
     segmenter.update(config.replace(aop_conf_thresh=0.95, aop_fill_grid=0))
     empty = segmenter.segment(frame)
     assert empty.num_prompts == 0 and len(empty) == 0 and empty.masks.shape[1:] == frame.shape[:2]
+
+
+class FixedMapPrompts(AoPPrompts):
+    """AoP with a given confidence map (S, S) over the padded model input."""
+
+    def __init__(self, pcm: torch.Tensor, **kwargs) -> None:
+        super().__init__(None, **kwargs)
+        self.pcm = pcm
+
+    def confidence_map(self, encoded: EncodedImage) -> torch.Tensor:
+        return self.pcm
+
+
+def test_fill_points_where_the_predictor_expects_nothing_are_not_candidates():
+    """Confidence 0.5 over the frame's top-left quarter (model-input cells), 0 elsewhere: with ``fill_min_conf``
+    0.3 the fill grid's candidates are exactly its points in that quarter; with 0, the whole grid."""
+    encoded = encoded_for(side=256)
+    pcm = torch.zeros(64, 64)
+    pcm[:20, :32] = 0.5  # model-input pixels y < 80, x < 128: frame pixels y < 200, x < 320 (scale 2.5)
+    grid = GridPrompts(16).points(encoded)
+    quarter = grid[(grid[:, 0] < 320) & (grid[:, 1] < 200)]
+    gated = FixedMapPrompts(pcm, smoothing=0.0, conf_thresh=0.95, fill_grid=16, fill_min_conf=0.3)
+    points, fill = gated.candidates(encoded)
+    assert len(points) == 0 and len(quarter) > 0 and torch.equal(fill, quarter)
+    every = FixedMapPrompts(pcm, smoothing=0.0, conf_thresh=0.95, fill_grid=16)
+    assert torch.equal(every.candidates(encoded)[1], grid)
 
 
 def segmenter_decode(segmenter: Segmenter, encoded: EncodedImage, points: torch.Tensor):

@@ -9,7 +9,9 @@
    the accepted mask covering it, 0 where none does). The points of a coarse grid (``fill_grid``) are
    the second batch's candidates: one whose PEM exceeds an adaptive threshold (``elim_thresh`` times
    the PEM's mean over the frame) lies on an object already segmented and is not decoded. What the
-   predictor missed is still found, at the cost of a few prompts, not of a whole grid.
+   predictor missed is still found, at the cost of a few prompts, not of a whole grid. Fill points
+   where the smoothed PCM is below ``fill_min_conf`` are not candidates: where the predictor expects
+   no mask at all (a textured floor, a blank wall), a decoded point gives none.
 
 Smoothing and spacing are in cells of a 64-cell grid over the model input (MobileSAM's embedding
 grid, where the paper's factors apply), whatever the PCM's own resolution, so the same parameter
@@ -26,7 +28,7 @@ from torch.nn import functional as F
 
 from ..datatypes import MaskBatch
 from ..filters import greedy_keep
-from .base import EncodedImage, PromptStrategy
+from .base import EncodedImage, PromptStrategy, at_points
 from .grid import GridPrompts
 
 REFERENCE_CELLS = 64  # the grid the smoothing and spacing factors are expressed in
@@ -174,23 +176,35 @@ class AoPPrompts(PromptStrategy):
 
     def __init__(self, predictor: PromptPredictor, smoothing: float = 2.0, conf_thresh: float = 0.2,
                  spacing: float = 6.0, elim_thresh: float = 1.0, fill_grid: int = 16,
-                 mask_threshold: float = 0.0) -> None:
+                 mask_threshold: float = 0.0, fill_min_conf: float = 0.0) -> None:
         self.predictor = predictor
         self.smoothing, self.conf_thresh, self.spacing = smoothing, conf_thresh, spacing
         self.elim_thresh, self.fill_grid, self.mask_threshold = elim_thresh, fill_grid, mask_threshold
+        self.fill_min_conf = fill_min_conf
 
     @torch.inference_mode()
     def confidence_map(self, encoded: EncodedImage) -> torch.Tensor:
         """(S, S) prompt confidence in [0, 1] over the padded model input."""
         return self.predictor(encoded.embedding.to(next(self.predictor.parameters()).dtype))[0, 0].float().sigmoid()
 
-    def propose(self, encoded: EncodedImage, decode):
-        points, _ = sample_prompts(self.confidence_map(encoded), encoded, self.smoothing, self.conf_thresh,
-                                   self.spacing)
-        reference = decode(points)
+    def candidates(self, encoded: EncodedImage) -> tuple[torch.Tensor, torch.Tensor]:
+        """This frame's predicted prompts and the fill-grid points where the smoothed confidence reaches
+        ``fill_min_conf`` (frame pixels): the points a full AoP pass considers."""
+        pcm = self.confidence_map(encoded).float()
+        smooth = gaussian_blur(pcm[None, None], self.smoothing * pcm.shape[-1] / REFERENCE_CELLS)[0, 0]
+        points, _ = sample_prompts(smooth, encoded, 0.0, self.conf_thresh, self.spacing)
         if not self.fill_grid:
+            return points, points.new_zeros(0, 2)
+        grid = GridPrompts(self.fill_grid).points(encoded).to(points.device)
+        if self.fill_min_conf > 0:
+            grid = grid[at_points(smooth, grid, encoded) >= self.fill_min_conf]
+        return points, grid
+
+    def propose(self, encoded: EncodedImage, decode):
+        points, grid = self.candidates(encoded)
+        reference = decode(points)
+        if not len(grid):
             return reference
-        grid = GridPrompts(self.fill_grid).points(encoded)
         rest = grid[eliminate_redundant(grid, reference.logits, encoded, self.elim_thresh, self.mask_threshold)]
         if len(rest) == 0:
             return reference

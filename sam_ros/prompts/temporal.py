@@ -25,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from ..datatypes import EncodedImage, MaskBatch
-from .aop import AoPPrompts, sample_prompts
+from .aop import AoPPrompts
 from .base import PromptStrategy, at_points, distinct_cover
 from .grid import GridPrompts
 
@@ -37,9 +37,7 @@ def candidate_points(strategy: PromptStrategy, encoded: EncodedImage) -> torch.T
     if isinstance(strategy, GridPrompts):
         return strategy.points(encoded)
     if isinstance(strategy, AoPPrompts):
-        predicted, _ = sample_prompts(strategy.confidence_map(encoded), encoded, strategy.smoothing,
-                                      strategy.conf_thresh, strategy.spacing)
-        fill = GridPrompts(strategy.fill_grid).points(encoded) if strategy.fill_grid else torch.zeros(0, 2)
+        predicted, fill = strategy.candidates(encoded)
         return torch.cat([fill.to(device), predicted.to(device)])
     return torch.zeros(0, 2, device=device)
 
