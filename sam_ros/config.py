@@ -53,7 +53,7 @@ class SamRosConfig:
     aop_fill_grid: int = _param(16, "AoP: points per side of the grid checked after the predicted prompts; points "
                                 "not on an object already segmented are decoded too (0 = predicted prompts only)",
                                 low=0, high=64, dynamic=True)
-    aop_fill_min_conf: float = _param(0.0, "AoP: fill-grid points where the smoothed prompt confidence is below this "
+    aop_fill_min_conf: float = _param(0.1, "AoP: fill-grid points where the smoothed prompt confidence is below this "
                                       "are not decoded (0 = every fill point is a candidate)",
                                       low=0.0, high=1.0, dynamic=True)
     temporal_prompts: bool = _param(False, "Video: decode the live tracks' points first (inside their last masks, moved "
