@@ -8,7 +8,7 @@ from sam_ros.config import SamRosConfig
 from sam_ros.model import BUNDLED_PARAMS, TINY
 from sam_ros.pipeline import Segmenter
 from sam_ros.prompts import EncodedImage, GridPrompts, PromptPredictor, load_predictor, predictor_beside, save_predictor
-from sam_ros.prompts.aop import AoPPrompts, eliminate_redundant, gaussian_blur, sample_prompts
+from sam_ros.prompts.aop import AoPPrompts, eliminate_redundant, gaussian_blur, sample_prompts, smooth_confidence
 from sam_ros.synthetic import Intrinsics, render, sample_scene
 from sam_ros.train.train_aop import fit, gaussian_map, pcm_size, teacher_data, to_cells
 
@@ -45,22 +45,22 @@ def test_sampling_finds_confident_peaks_spaced_and_inside_the_frame():
     pcm = (blob(32, 5.5, 5.5, 1.0, 0.9) + blob(32, 20.5, 12.5, 1.0, 0.6) + blob(32, 23.5, 12.5, 1.0, 0.5)
            + blob(32, 10.5, 18.5, 1.0, 0.1)       # below the confidence threshold
            + blob(32, 12.5, 28.5, 1.0, 0.9))      # in the padding below the frame
-    points, confidence = sample_prompts(pcm.clamp(max=1), encoded, smoothing=0.0, conf_thresh=0.2, spacing=8.0)
+    points, confidence = sample_prompts(pcm.clamp(max=1), encoded, conf_thresh=0.2, spacing=8.0)
     # Spacing 8 of 64 cells = 4 PCM cells: the peak at x=23.5 is 3 cells from a stronger one and goes.
     assert len(points) == 2
     assert torch.all(confidence[:-1] >= confidence[1:])
     scale = 8 * 640 / 256  # PCM cell -> model pixels -> frame pixels
     torch.testing.assert_close(points, torch.tensor([[5.5, 5.5], [20.5, 12.5]]) * scale)
-    without_spacing, _ = sample_prompts(pcm.clamp(max=1), encoded, smoothing=0.0, conf_thresh=0.2, spacing=0.0)
+    without_spacing, _ = sample_prompts(pcm.clamp(max=1), encoded, conf_thresh=0.2, spacing=0.0)
     assert len(without_spacing) == 3
-    assert len(sample_prompts(pcm, encoded, smoothing=0.0, conf_thresh=0.95, spacing=8.0)[0]) == 0
+    assert len(sample_prompts(pcm, encoded, conf_thresh=0.95, spacing=8.0)[0]) == 0
 
 
 def test_smoothing_merges_nearby_peaks_into_one_prompt():
     encoded = encoded_for()
     pcm = blob(32, 10.5, 10.5, 0.6, 0.8) + blob(32, 12.5, 10.5, 0.6, 0.8)
-    assert len(sample_prompts(pcm, encoded, smoothing=0.0, conf_thresh=0.1, spacing=0.0)[0]) == 2
-    merged, _ = sample_prompts(pcm, encoded, smoothing=4.0, conf_thresh=0.1, spacing=0.0)
+    assert len(sample_prompts(pcm, encoded, conf_thresh=0.1, spacing=0.0)[0]) == 2
+    merged, _ = sample_prompts(smooth_confidence(pcm, 4.0), encoded, conf_thresh=0.1, spacing=0.0)
     assert len(merged) == 1
     assert abs(merged[0, 0].item() / 20 - 11.5) <= 1.0  # between the two, in PCM cells
 
@@ -128,7 +128,7 @@ def test_pipeline_with_aop_prompts_decodes_in_two_batches(model, frame, tmp_path
     segmenter = Segmenter(config, model)
     strategy = segmenter.strategy
     encoded = segmenter.encode(frame)
-    points, _ = sample_prompts(strategy.confidence_map(encoded), encoded, 0.0, 0.2, 16.0)
+    points, _ = sample_prompts(strategy.confidence_map(encoded), encoded, 0.2, 16.0)
     assert 4 <= len(points) <= 24, "spacing 16 (8 PCM cells) leaves a sparse lattice, not a prompt per cell"
     calls = []
     batch = strategy.propose(encoded, lambda p: calls.append(len(p)) or segmenter_decode(segmenter, encoded, p))

@@ -2,8 +2,8 @@
 
 1. ``PromptPredictor``: a small CNN on the image encoder's embedding outputs a prompt-confidence map
    (PCM) over the padded model input: where a point prompt would yield a good, distinct mask.
-2. Coarse sampling (``sample_prompts``): Gaussian smoothing, local maxima above a confidence
-   threshold, at least a minimum spacing apart, mapped back to frame pixels.
+2. Coarse sampling: Gaussian smoothing (``smooth_confidence``), then local maxima above a confidence
+   threshold, at least a minimum spacing apart, mapped back to frame pixels (``sample_prompts``).
 3. Fine filtering (``eliminate_redundant``): the predicted prompts are decoded first; their masks make
    a prompt-elimination map (PEM: cosine similarity of each embedding cell to the mean embedding of
    the accepted mask covering it, 0 where none does). The points of a coarse grid (``fill_grid``) are
@@ -106,16 +106,21 @@ def valid_cells(pcm_size: int, encoded: EncodedImage) -> tuple[int, int]:
     return math.ceil(h_in * pcm_size / side), math.ceil(w_in * pcm_size / side)
 
 
-def sample_prompts(pcm: torch.Tensor, encoded: EncodedImage, smoothing: float, conf_thresh: float,
+def smooth_confidence(pcm: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """(S, S) probabilities over the padded model input, Gaussian-smoothed with sigma ``smoothing`` in cells
+    of the 64-cell reference grid (whatever S is)."""
+    return gaussian_blur(pcm.float()[None, None], smoothing * pcm.shape[-1] / REFERENCE_CELLS)[0, 0]
+
+
+def sample_prompts(smooth: torch.Tensor, encoded: EncodedImage, conf_thresh: float,
                    spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Coarse sampling: prompts (N, 2) in frame pixels (x, y) and their confidences, most confident first.
 
-    ``pcm`` is (S, S) probabilities over the padded model input; ``smoothing`` (Gaussian sigma) and
-    ``spacing`` (minimum distance between prompts) are in cells of the 64-cell reference grid.
+    ``smooth`` is the (S, S) smoothed confidence over the padded model input (``smooth_confidence``);
+    ``spacing`` (minimum distance between prompts) is in cells of the 64-cell reference grid.
     """
-    size = pcm.shape[-1]
+    size = smooth.shape[-1]
     cells = size / REFERENCE_CELLS
-    smooth = gaussian_blur(pcm.float()[None, None], smoothing * cells)[0, 0]
     rows, cols = valid_cells(size, encoded)
     smooth = smooth[:rows, :cols]
     peaks = (smooth == F.max_pool2d(smooth[None, None], 3, 1, 1)[0, 0]) & (smooth >= conf_thresh)
@@ -190,9 +195,8 @@ class AoPPrompts(PromptStrategy):
     def candidates(self, encoded: EncodedImage) -> tuple[torch.Tensor, torch.Tensor]:
         """This frame's predicted prompts and the fill-grid points where the smoothed confidence reaches
         ``fill_min_conf`` (frame pixels): the points a full AoP pass considers."""
-        pcm = self.confidence_map(encoded).float()
-        smooth = gaussian_blur(pcm[None, None], self.smoothing * pcm.shape[-1] / REFERENCE_CELLS)[0, 0]
-        points, _ = sample_prompts(smooth, encoded, 0.0, self.conf_thresh, self.spacing)
+        smooth = smooth_confidence(self.confidence_map(encoded), self.smoothing)
+        points, _ = sample_prompts(smooth, encoded, self.conf_thresh, self.spacing)
         if not self.fill_grid:
             return points, points.new_zeros(0, 2)
         grid = GridPrompts(self.fill_grid).points(encoded).to(points.device)
