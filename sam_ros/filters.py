@@ -157,7 +157,7 @@ def upsampled_boxes(logits: torch.Tensor, input_size: tuple[int, int], original_
     row_reach, row_taps = _reach(rows)
     col_reach, col_taps = _reach(cols)
     positive = logits > mask_threshold
-    positive &= (row_reach[0] >= 0)[:, None] & (col_reach[0] >= 0)[None, :]  # padding cells reach no pixel
+    positive &= torch.from_numpy((row_reach[0] >= 0)[:, None] & (col_reach[0] >= 0)[None, :])  # padding reaches no pixel
     has_rows, has_cols = positive.any(2).numpy(), positive.any(1).numpy()
     boxes, areas = np.zeros((len(logits), 4), np.float32), np.zeros(len(logits), np.float32)
     for k in np.nonzero(has_rows.any(1))[0]:

@@ -1,4 +1,4 @@
-"""Helpers for the ROS tests: a background spinner, a polling wait, and a PointCloud2 reader."""
+"""Helpers for the ROS tests: a background spinner, a polling wait, a service call, and a PointCloud2 reader."""
 import threading
 import time
 
@@ -34,6 +34,21 @@ def wait_for(condition, timeout=60.0, interval=0.05, action=None, action_every=2
             next_action = time.monotonic() + action_every
         time.sleep(interval)
     return condition()
+
+
+def call_service(client, request, timeout=120.0, resend_every=20.0):
+    """One service call, sent again while unanswered: a lost reply is a known DDS race (ros2/rmw_fastrtps#842).
+
+    The server's reply writer may not have matched this client's reader yet when it answers the first request;
+    lifecycle managers resend for that reason. Only for requests that are safe to repeat.
+    """
+    assert client.wait_for_service(timeout_sec=60), f"{client.srv_name} did not appear"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        future = client.call_async(request)
+        if wait_for(future.done, timeout=min(resend_every, deadline - time.monotonic())):
+            return future.result()
+    raise AssertionError(f"{client.srv_name} did not answer in {timeout:.0f} s")
 
 
 def decode_cloud(msg):

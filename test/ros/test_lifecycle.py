@@ -3,13 +3,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import rclpy
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.parameter import Parameter
 
-from rosutil import Spinner, wait_for
+from rosutil import Spinner, call_service, wait_for
 from sam_ros.model import BUNDLED_CHECKPOINT
 from sam_ros.ros.node import SamNode
 from sam_ros.synthetic import to_16uc1_mm
@@ -21,21 +22,41 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class Lifecycle:
     """A client of one node's lifecycle services, as a lifecycle manager (Nav2's, launch_ros's) uses them."""
 
+    GOAL = {Transition.TRANSITION_CONFIGURE: State.PRIMARY_STATE_INACTIVE,
+            Transition.TRANSITION_ACTIVATE: State.PRIMARY_STATE_ACTIVE,
+            Transition.TRANSITION_DEACTIVATE: State.PRIMARY_STATE_INACTIVE,
+            Transition.TRANSITION_CLEANUP: State.PRIMARY_STATE_UNCONFIGURED,
+            Transition.TRANSITION_ACTIVE_SHUTDOWN: State.PRIMARY_STATE_FINALIZED,
+            Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: State.PRIMARY_STATE_FINALIZED}
+    PRIMARY = {State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_INACTIVE, State.PRIMARY_STATE_ACTIVE,
+               State.PRIMARY_STATE_FINALIZED}
+
     def __init__(self, client_node, node_name):
         self.change = client_node.create_client(ChangeState, f"{node_name}/change_state")
         self.get = client_node.create_client(GetState, f"{node_name}/get_state")
 
-    def _call(self, client, request, timeout=120.0):
-        assert client.wait_for_service(timeout_sec=60), f"{client.srv_name} did not appear"
-        future = client.call_async(request)
-        assert wait_for(future.done, timeout=timeout), f"{client.srv_name} did not answer"
-        return future.result()
+    def transition(self, transition_id, timeout=120.0, recheck_every=20.0):
+        """Whether the transition succeeded; a reply lost to the DDS race (see call_service) is read from the state.
 
-    def transition(self, transition_id):
-        return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
+        Unanswered after ``recheck_every``: in the goal state, it succeeded; in another primary state, the request
+        itself was lost and is sent again; in a transition state, it is still running.
+        """
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        assert self.change.wait_for_service(timeout_sec=60), f"{self.change.srv_name} did not appear"
+        deadline = time.monotonic() + timeout
+        future = self.change.call_async(request)
+        while time.monotonic() < deadline:
+            if wait_for(future.done, timeout=min(recheck_every, deadline - time.monotonic())):
+                return future.result().success
+            state = self.state()
+            if state == self.GOAL[transition_id]:
+                return True
+            if state in self.PRIMARY:
+                future = self.change.call_async(request)
+        raise AssertionError(f"{self.change.srv_name} did not answer in {timeout:.0f} s")
 
     def state(self):
-        return self._call(self.get, GetState.Request()).current_state.id
+        return call_service(self.get, GetState.Request()).current_state.id
 
 
 def test_transitions_through_the_services(ros):
@@ -161,6 +182,8 @@ def test_a_process_under_a_lifecycle_manager(ros, tmp_path):
         assert lifecycle.state() == State.PRIMARY_STATE_ACTIVE
         assert lifecycle.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
         process.wait(timeout=30)  # finalized: nothing left to do, the process ends
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nsam_node's log:\n{log.read_text()[-3000:]}") from None
     finally:
         spinner.stop()
         client.destroy_node()

@@ -10,7 +10,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 
-from rosutil import Spinner, wait_for
+from rosutil import Spinner, call_service, wait_for
 from sam_ros.model import BUNDLED_PARAMS
 from sam_ros.msg import Object3DArray
 from sam_ros.ros.node import stamp_ns
@@ -36,13 +36,6 @@ def node_process(ros, tmp_path_factory):
     assert process.returncode in (0, -15), log.read_text()
 
 
-def call(node, client, request, timeout=30.0):
-    assert client.wait_for_service(timeout_sec=timeout), "sam_node's parameter services did not appear"
-    future = client.call_async(request)
-    assert wait_for(future.done, timeout=timeout)
-    return future.result()
-
-
 def test_parameters_at_run_time(node_process):
     node = rclpy.create_node("param_client")
     spinner = Spinner(node)
@@ -51,10 +44,10 @@ def test_parameters_at_run_time(node_process):
         get_client = node.create_client(GetParameters, "/sam_node/get_parameters")
         bad = ParameterMsg(name="nms_thresh", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=1.5))
         good = ParameterMsg(name="nms_thresh", value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=0.5))
-        results = call(node, set_client, SetParameters.Request(parameters=[bad])).results
+        results = call_service(set_client, SetParameters.Request(parameters=[bad])).results
         assert not results[0].successful and "nms_thresh" in results[0].reason and "range" in results[0].reason
-        assert call(node, set_client, SetParameters.Request(parameters=[good])).results[0].successful
-        values = call(node, get_client, GetParameters.Request(names=["nms_thresh", "grid_size"])).values
+        assert call_service(set_client, SetParameters.Request(parameters=[good])).results[0].successful
+        values = call_service(get_client, GetParameters.Request(names=["nms_thresh", "grid_size"])).values
         assert values[0].double_value == 0.5 and values[1].integer_value == 12
     finally:
         spinner.stop()
