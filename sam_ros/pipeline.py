@@ -310,10 +310,11 @@ class Segmenter:
             temporal.set_tracks(*self.tracker.prompts())
         result = self.segment(rgb)
         timings = dict(result.timings_ms)
-        scene = None
+        scene = depth_m = None
         with self._timed(timings, "scene_ms"):
             if fuse:
-                scene = self._scene(result, depth, camera, camera_to_target)
+                depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
+                scene = self._scene(result, depth_m, camera, camera_to_target)
         with self._timed(timings, "tracking_ms"):
             objects = scene.objects if scene is not None else None
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None
@@ -323,7 +324,7 @@ class Segmenter:
                 temporal.record_kept(result.masks)
                 claims = temporal.claims(result.points)
             track_ids = self.tracker.update(result.masks, centroids, claims, result.points,
-                                            track_roles(objects) if objects is not None else None)
+                                            track_roles(objects) if objects is not None else None, depth_m)
             if scene is not None:
                 self._continuous_boxes(scene, track_ids)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")
@@ -334,11 +335,11 @@ class Segmenter:
         return Frame(result, track_ids, scene.objects, timings, points, scene.planes, scene.up,
                      torch.from_numpy(scene.masks))
 
-    def _scene(self, result: SegmentationResult, depth: np.ndarray, camera: PinholeCamera,
+    def _scene(self, result: SegmentationResult, depth_m: np.ndarray, camera: PinholeCamera,
                camera_to_target: np.ndarray | None) -> Scene:
-        """Structure, objects, parts, 3D geometry and support of the frame's masks (see scene.stage)."""
+        """Structure, objects, parts, 3D geometry and support of the frame's masks (see scene.stage);
+        ``depth_m`` in metres, NaN where invalid."""
         config = self.config
-        depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
         return analyse_scene(self._staging.download(result.masks), depth_m, camera, result.points.cpu().numpy(), config,
                              transform=camera_to_target, up=None if camera_to_target is None else Z_UP,
                              rays=self._camera_rays(camera))

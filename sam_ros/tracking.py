@@ -14,7 +14,9 @@ made by a track's own temporal prompt *claims* that track and keeps its id when 
 it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
 above. Two tracks of one object (twins: one's predicted mask lies mostly inside the mask the other's
-own prompt made, within the gate) merge into the older. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
+own prompt made, within the gate, and the depth there is still the twin's) merge into the older; an
+object that passes in front of another also covers its predicted mask, but nearer the camera, so the
+hidden object's track waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
 
 Masks have roles (a whole object, a part of one, structure) when the scene stage has judged them. A
 user follows whole objects' ids, and one object often gives a whole and a part that both fit its track:
@@ -33,6 +35,7 @@ from torch.nn import functional as F
 
 TRACK_MASK_SIDE = 128  # cells on the long side of a track's mask (640x480 -> 128x96: 5x5 pixels a cell)
 TWIN_SHARE = 0.5  # a track whose predicted mask lies this much inside another track's mask is the same object
+TWIN_DEPTH_CHANGE = 0.05  # ... unless the depth there changed by more than this share of it (an occluder)
 
 
 class Role(IntEnum):
@@ -56,12 +59,19 @@ class Track:
     prompt: np.ndarray | None = None  # the point prompt that produced its last mask, frame pixels (x, y)
     velocity: np.ndarray | None = None  # 3D motion of the centroid per frame (metres)
     role: Role = Role.WHOLE       # what its last mask was
+    depth: float | None = None    # median depth under its last mask (metres), None without valid depth
 
     def predicted_centroid(self) -> np.ndarray | None:
         """Where the centroid is expected now: moved at constant velocity over the frames since seen."""
         if self.centroid is None or self.velocity is None:
             return self.centroid
         return self.centroid + self.velocity * (1 + self.age)
+
+    def predicted_depth(self) -> float | None:
+        """The median depth under its mask now, moved with the centroid's depth velocity."""
+        if self.depth is None or self.velocity is None:
+            return self.depth
+        return self.depth + float(self.velocity[2]) * (1 + self.age)
 
     def predicted_mask(self, frame_size: tuple[int, int]) -> torch.Tensor:
         """The downsampled mask shifted by the image motion over the frames since seen (whole cells);
@@ -89,6 +99,28 @@ def compact_masks(masks: torch.Tensor, side: int = TRACK_MASK_SIDE) -> torch.Ten
     best = (pooled == pooled.flatten(1).amax(1)[:, None, None]) & (pooled > 0)
     compact = torch.where(compact.flatten(1).any(1)[:, None, None], compact, best)
     return compact.cpu()
+
+
+def compact_depth(depth: np.ndarray, side: int = TRACK_MASK_SIDE) -> torch.Tensor:
+    """(H, W) metres with NaN where invalid -> the mean valid depth of each compact-mask cell (NaN where
+    a cell has no valid pixel), on the grid of ``compact_masks``."""
+    metres = torch.as_tensor(np.asarray(depth, dtype=np.float32))
+    height, width = metres.shape
+    scale = min(1.0, side / max(height, width, 1))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    valid = torch.isfinite(metres)
+    total = F.adaptive_avg_pool2d(torch.where(valid, metres, 0.0)[None, None], size)[0, 0]
+    share = F.adaptive_avg_pool2d(valid.float()[None, None], size)[0, 0]
+    return torch.where(share > 0, total / share.clamp(min=1e-9), float("nan"))
+
+
+def median_depth(depth: torch.Tensor | None, cells: torch.Tensor) -> float | None:
+    """The median of a compact depth map over ``cells`` (bool), None where none is valid."""
+    if depth is None:
+        return None
+    values = depth[cells]
+    values = values[torch.isfinite(values)]
+    return float(values.median()) if len(values) else None
 
 
 def shift_mask(mask: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
@@ -150,16 +182,18 @@ class ObjectTracker:
         self.frame_size: tuple[int, int] | None = None
         self._points: np.ndarray | None = None  # this update's mask prompts
         self._roles: list[Role] = []  # this update's mask roles
+        self._depth: torch.Tensor | None = None  # this update's compact depth (metres, NaN where invalid)
         self._next_id = 1
 
     def update(self, masks: torch.Tensor, centroids: list[np.ndarray | None],
                claims: list[list[int]] | None = None, prompts: torch.Tensor | None = None,
-               roles: list[Role] | None = None) -> list[int]:
+               roles: list[Role] | None = None, depth: np.ndarray | None = None) -> list[int]:
         """Ids for this frame's objects (masks (N, H, W) bool; centroid None where depth was invalid).
 
         ``claims[i]``: the ids of the tracks whose temporal prompt produced mask ``i`` (tracks may share one);
         ``prompts`` (N, 2) the point prompt of each mask, frame pixels (for the next frame's prompts);
-        ``roles[i]``: mask ``i``'s role (all WHOLE when not given).
+        ``roles[i]``: mask ``i``'s role (all WHOLE when not given); ``depth`` the frame's depth (H, W) in
+        metres, NaN where invalid (tells an occluder from a twin).
         """
         n = masks.shape[0]
         frame_size = self.frame_size = tuple(masks.shape[1:])
@@ -167,6 +201,7 @@ class ObjectTracker:
         boxes = mask_boxes(compact, frame_size)
         self._points = prompts.detach().float().cpu().numpy() if prompts is not None else None
         self._roles = list(roles) if roles is not None else [Role.WHOLE] * n
+        self._depth = compact_depth(depth) if depth is not None and tuple(np.shape(depth)) == frame_size else None
         overlap, inside = self._overlap(compact)
         cost = self._cost(overlap, centroids)
         ids = [0] * n
@@ -196,7 +231,7 @@ class ObjectTracker:
                 ids[i] = self._next_id
                 self._next_id += 1
                 self.tracks.append(Track(ids[i], centroids[i], compact[i], boxes[i], prompt=self._prompt(i),
-                                         role=self._roles[i]))
+                                         role=self._roles[i], depth=median_depth(self._depth, compact[i])))
         return ids
 
     def prompts(self) -> tuple[torch.Tensor, list[int]]:
@@ -232,7 +267,9 @@ class ObjectTracker:
         """One object, one track: an unmatched track whose predicted mask lies mostly inside a mask that a
         track's own prompt made (a share >= ``TWIN_SHARE``, within the gate) is a twin of that track: two
         masks of one object (a whole and its part, or two near copies) were kept once, and since then
-        each one's prompt gives the part, then the whole, and the tracks take turns. The oldest twin of the
+        each one's prompt gives the part, then the whole, and the tracks take turns. Where the depth under the
+        predicted mask moved nearer or farther than the track's own by more than ``TWIN_DEPTH_CHANGE`` of it,
+        another object covers it there: not a twin. The oldest twin of the
         mask's role (the oldest of all when none has it) keeps the mask and its id; the others end.
         Returns the indices of the tracks that end."""
         ended: set[int] = set()
@@ -242,7 +279,7 @@ class ObjectTracker:
                 continue
             j = index_of[track_id]
             twins = [k for k in range(len(self.tracks)) if k not in matched and k not in ended
-                     and inside[i, k] >= TWIN_SHARE and np.isfinite(cost[i, k])]
+                     and inside[i, k] >= TWIN_SHARE and np.isfinite(cost[i, k]) and self._same_surface(k, i, compact)]
             if not twins:
                 continue
             oldest = min([j, *twins], key=lambda k: (self.tracks[k].role != self._roles[i], self.tracks[k].id))
@@ -251,6 +288,14 @@ class ObjectTracker:
                 matched.add(oldest)
             ended.update(k for k in [j, *twins] if k != oldest)
         return ended
+
+    def _same_surface(self, k: int, i: int, compact: torch.Tensor) -> bool:
+        """Whether the depth under track ``k``'s predicted mask, inside mask ``i``, is still the track's own
+        (True when either is unknown)."""
+        track = self.tracks[k]
+        before = track.predicted_depth()
+        now = median_depth(self._depth, track.predicted_mask(self.frame_size) & compact[i])
+        return before is None or now is None or abs(now - before) <= TWIN_DEPTH_CHANGE * before
 
     def _renew(self, j: int, i: int, compact: torch.Tensor, boxes: np.ndarray,
                centroids: list[np.ndarray | None]) -> int:
@@ -262,7 +307,8 @@ class ObjectTracker:
         if centroids[i] is not None and track.centroid is not None:
             velocity = (centroids[i] - track.centroid) / (1 + track.age)
         self.tracks[j] = Track(track.id, centroids[i] if centroids[i] is not None else track.centroid,
-                               compact[i], boxes[i], 0, motion, self._prompt(i), velocity, self._roles[i])
+                               compact[i], boxes[i], 0, motion, self._prompt(i), velocity, self._roles[i],
+                               median_depth(self._depth, compact[i]))
         return track.id
 
     def _prompt(self, i: int) -> np.ndarray | None:

@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_cdt
 
-from sam_ros.tracking import TRACK_MASK_SIDE, ObjectTracker, Role, compact_masks, interior_points
+from sam_ros.tracking import TRACK_MASK_SIDE, ObjectTracker, Role, compact_depth, compact_masks, interior_points
 
 
 def rectangle(h, w, x0, y0, x1, y1):
@@ -30,6 +30,19 @@ def test_compact_masks_are_small_host_tensors_whose_iou_matches_full_resolution(
     for i in range(0, 12, 2):
         full = iou(masks[i], masks[i + 1])
         assert abs(iou(compact[i], compact[i + 1]) - full) < 0.05
+
+
+def test_compact_depth_is_the_mean_valid_depth_of_each_cell():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 4.0, (480, 640)).astype(np.float32)
+    depth[rng.random((480, 640)) < 0.3] = np.nan
+    depth[:5, :5] = np.nan  # one cell with no valid pixel
+    compact = compact_depth(depth).numpy()
+    assert compact.shape == (96, 128) and np.isnan(compact[0, 0])
+    cells = depth.reshape(96, 5, 128, 5).transpose(0, 2, 1, 3).reshape(96, 128, 25)
+    valid = np.isfinite(cells)
+    expected = np.where(valid, cells, 0).sum(2) / np.maximum(valid.sum(2), 1)
+    np.testing.assert_allclose(compact[1:, 1:], expected[1:, 1:], rtol=1e-5)
 
 
 def test_a_mask_smaller_than_a_cell_keeps_one_cell():
@@ -164,6 +177,40 @@ def test_twin_tracks_of_one_object_merge_into_the_older():
     assert younger != older
     ids = [tracker.update(box[None], [centre], claims=[[younger]])[0] for _ in range(3)]
     assert ids == [older] * 3 and [t.id for t in tracker.tracks] == [older]
+
+
+def test_an_object_passing_in_front_of_another_is_no_twin_of_it():
+    """A mover passes in front of a still object and hides it: its mask, made by its own prompt, covers
+    the hidden track's predicted mask as a twin's would, but nearer the camera. The mover keeps its id,
+    the hidden track waits, and the still object gets its id back when it reappears. Without depth the
+    older (hidden) track would take the mover's mask, as twins merge into the older."""
+    def depth_of(*objects):
+        depth = np.full((120, 160), 3.0, np.float32)
+        for mask, z in objects:
+            depth[mask.numpy()] = z
+        return depth
+
+    def run(with_depth):
+        """{'still': id, 'mover': id} per frame (no 'still' while it is hidden)."""
+        tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
+        still, still_centre = rectangle(120, 160, 60, 40, 90, 70), np.array([0.0, 0.0, 1.9])
+        frames = []
+        for k in range(6):
+            mover, mover_centre = rectangle(120, 160, 10 + 20 * k, 35, 50 + 20 * k, 75), np.array([-0.3 + 0.08 * k, 0, 1.7])
+            seen = {"still": (still & ~mover, still_centre)} if k not in (2, 3) else {}  # hidden behind the mover
+            seen["mover"] = (mover, mover_centre)
+            claims = [[frames[-1][name]] if frames and frames[-1].get(name) else [] for name in seen]
+            depth = depth_of((still, 1.9), (mover, 1.7)) if with_depth else None
+            ids = tracker.update(torch.stack([m for m, _ in seen.values()]), [c for _, c in seen.values()],
+                                 claims=claims, depth=depth)
+            frames.append(dict(zip(seen, ids)))
+        return frames
+
+    frames = run(with_depth=True)
+    assert [f["mover"] for f in frames] == [frames[0]["mover"]] * 6
+    assert frames[4]["still"] == frames[5]["still"] == frames[0]["still"] != frames[0]["mover"]
+    blind = run(with_depth=False)
+    assert blind[2]["mover"] == blind[0]["still"]  # without depth the hidden (older) track takes the mover's mask
 
 
 def test_a_whole_object_keeps_its_id_when_its_part_fits_the_track_better():
