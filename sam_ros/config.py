@@ -169,6 +169,9 @@ class SamRosConfig:
                                       "the plane band) of its bottom", low=0.0, high=1.0, dynamic=True)
     publish_structure: bool = _param(False, "Also put structure (floor, walls, table tops) on ~/objects; it always "
                                      "goes on ~/structure", dynamic=True)
+    max_object_size: float = _param(3.0, "An object whose box is longer than this (m) on any side is background (a "
+                                    "mask across a wall and the floor), flagged not valid; 0 = no limit",
+                                    low=0.0, high=100.0, dynamic=True)
 
     # --- tracking --------------------------------------------------------------------------
     track_max_distance: float = _param(0.3, "Max 3D centroid distance (m) to keep an object's id",

@@ -370,3 +370,23 @@ def test_refined_masks_match_a_plain_upsampling():
     removed[4] = rng.random((49, 66)) > 0.7
     plain = np.repeat(np.repeat(removed, 2, axis=1), 2, axis=2)[:, :97, :131]
     assert np.array_equal(refined_masks(masks, removed, 2), masks & ~plain)
+
+
+@pytest.mark.parametrize("max_size", [0.0, 3.0])
+def test_a_mask_across_the_wall_and_the_floor_is_no_object(stacked, max_size):
+    """A mask that runs from the floor up the wall (the model merged them) is one plane of neither, so it is
+    not structure; its box is room-sized. Over ``max_object_size`` it is flagged not valid, and only then."""
+    masks, ids = with_structure(stacked)
+    floor, wall = masks[-2], masks[-1]
+    rows = np.nonzero(wall.any(1))[0]
+    seam = np.zeros_like(floor)
+    seam[rows[-1] - 60:rows[-1] + 60] = True  # the wall's lower band and the floor before it
+    across = (floor | wall) & seam
+    config = CONFIG.replace(max_object_size=max_size)
+    scene = analyse_scene(np.concatenate([masks[:len(ids)], across[None]]), noisy_depth(stacked), camera_of(stacked),
+                          prompts_of(np.concatenate([masks[:len(ids)], across[None]])), config,
+                          transform=to_target(stacked), up=np.array([0.0, 0, 1]))
+    merged = scene.objects[-1]
+    assert merged.kind == "object" and np.max(merged.obb_size) > 3.0
+    assert merged.valid == (max_size == 0.0)
+    assert all(o.valid for o in scene.objects[:len(ids)] if o.kind == "object")  # the real objects stay

@@ -104,6 +104,7 @@ def analyse_scene(masks, depth_m: np.ndarray, camera: PinholeCamera, prompts: np
     _planar_structure(estimates, cloud, planes, refined.plane, up_vec, camera_position, config, noise)
     for i in _grazing_structure(estimates, refined, z, points, planes, up_vec, camera_position, config, noise):
         full_masks[i] = masks[i]  # structure masks are published as they came
+    _room_sized(estimates, config.max_object_size)
     lap("fusion_ms")
 
     plane_masks = _largest_structure_mask(estimates, refined.plane, len(planes), cloud.counts.numpy())
@@ -187,6 +188,16 @@ def _grazing_structure(estimates: list[Object3DEstimate], refined: Refinement, z
              >= np.sin(MIN_INCIDENCE) * np.linalg.norm(p.center - camera_position)}
     _make_structure(estimates, planes, refined.plane, found)
     return sorted(found)
+
+
+def _room_sized(estimates: list[Object3DEstimate], max_size: float) -> None:
+    """Objects larger than ``max_size`` on any side are masks of background that is not one plane (a wall and
+    the floor before it): no robot acts on them as an object, so they are flagged not valid with the reason,
+    as objects without depth are (``Scene.published`` and the markers leave them out)."""
+    for estimate in estimates:
+        if max_size > 0 and estimate.kind == OBJECT and estimate.valid and np.max(estimate.obb_size) > max_size:
+            estimate.valid = False
+            estimate.reason = f"{np.max(estimate.obb_size):.1f} m long, over max_object_size ({max_size} m)"
 
 
 def _whole_objects(estimates: list[Object3DEstimate]) -> np.ndarray:
