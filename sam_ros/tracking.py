@@ -83,6 +83,12 @@ class Track:
         return shift_mask(self.mask, int(dx), int(dy))
 
 
+def compact_size(height: int, width: int, side: int = TRACK_MASK_SIDE) -> tuple[int, int]:
+    """(h, w) cells of the compact grid of an (height, width) frame: ``side`` cells on its long side at most."""
+    scale = min(1.0, side / max(height, width, 1))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def compact_masks(masks: torch.Tensor, side: int = TRACK_MASK_SIDE) -> torch.Tensor:
     """(N, H, W) bool masks -> (N, h, w) bool on the host, a cell set where half its pixels are.
 
@@ -90,8 +96,7 @@ def compact_masks(masks: torch.Tensor, side: int = TRACK_MASK_SIDE) -> torch.Ten
     keeps its best-covered cell rather than vanishing.
     """
     n, height, width = masks.shape
-    scale = min(1.0, side / max(height, width, 1))
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    size = compact_size(height, width, side)
     if n == 0:
         return torch.zeros(0, *size, dtype=torch.bool)
     pooled = F.adaptive_avg_pool2d(masks[:, None].float(), size)[:, 0]
@@ -105,9 +110,7 @@ def compact_depth(depth: np.ndarray, side: int = TRACK_MASK_SIDE) -> torch.Tenso
     """(H, W) metres with NaN where invalid -> the mean valid depth of each compact-mask cell (NaN where
     a cell has no valid pixel), on the grid of ``compact_masks``."""
     metres = torch.as_tensor(np.asarray(depth, dtype=np.float32))
-    height, width = metres.shape
-    scale = min(1.0, side / max(height, width, 1))
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    size = compact_size(*metres.shape, side)
     valid = torch.isfinite(metres)
     total = F.adaptive_avg_pool2d(torch.where(valid, metres, 0.0)[None, None], size)[0, 0]
     share = F.adaptive_avg_pool2d(valid.float()[None, None], size)[0, 0]
@@ -243,7 +246,7 @@ class ObjectTracker:
         the frame stays where it was.
         """
         height, width = self.frame_size or (0, 0)
-        shape = compact_masks(torch.zeros(0, height, width, dtype=torch.bool)).shape[1:]
+        shape = compact_size(height, width)
         tracks = [t for t in self.tracks if t.mask.shape == shape]  # not those of another camera geometry
         if not tracks:
             return torch.zeros(0, 2), []
