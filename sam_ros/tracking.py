@@ -59,19 +59,13 @@ class Track:
     prompt: np.ndarray | None = None  # the point prompt that produced its last mask, frame pixels (x, y)
     velocity: np.ndarray | None = None  # 3D motion of the centroid per frame (metres)
     role: Role = Role.WHOLE       # what its last mask was
-    depth: float | None = None    # median depth under its last mask (metres), None without valid depth
+    depth: float | None = None    # median depth under its last mask (metres); None without valid depth or claims
 
     def predicted_centroid(self) -> np.ndarray | None:
         """Where the centroid is expected now: moved at constant velocity over the frames since seen."""
         if self.centroid is None or self.velocity is None:
             return self.centroid
         return self.centroid + self.velocity * (1 + self.age)
-
-    def predicted_depth(self) -> float | None:
-        """The median depth under its mask now, moved with the centroid's depth velocity."""
-        if self.depth is None or self.velocity is None:
-            return self.depth
-        return self.depth + float(self.velocity[2]) * (1 + self.age)
 
     def predicted_mask(self, frame_size: tuple[int, int]) -> torch.Tensor:
         """The downsampled mask shifted by the image motion over the frames since seen (whole cells);
@@ -196,7 +190,8 @@ class ObjectTracker:
         ``claims[i]``: the ids of the tracks whose temporal prompt produced mask ``i`` (tracks may share one);
         ``prompts`` (N, 2) the point prompt of each mask, frame pixels (for the next frame's prompts);
         ``roles[i]``: mask ``i``'s role (all WHOLE when not given); ``depth`` the frame's depth (H, W) in
-        metres, NaN where invalid (tells an occluder from a twin).
+        metres, NaN where invalid: with ``claims`` it tells an occluder from a twin (without claims no twins
+        merge, so it is not read).
         """
         n = masks.shape[0]
         frame_size = self.frame_size = tuple(masks.shape[1:])
@@ -204,7 +199,9 @@ class ObjectTracker:
         boxes = mask_boxes(compact, frame_size)
         self._points = prompts.detach().float().cpu().numpy() if prompts is not None else None
         self._roles = list(roles) if roles is not None else [Role.WHOLE] * n
-        self._depth = compact_depth(depth) if depth is not None and tuple(np.shape(depth)) == frame_size else None
+        if depth is not None and tuple(np.shape(depth)) != frame_size:
+            raise ValueError(f"depth {np.shape(depth)} is not the masks' size {frame_size}")
+        self._depth = compact_depth(depth) if depth is not None and claims is not None else None
         overlap, inside = self._overlap(compact)
         cost = self._cost(overlap, centroids)
         ids = [0] * n
@@ -296,7 +293,7 @@ class ObjectTracker:
         """Whether the depth under track ``k``'s predicted mask, inside mask ``i``, is still the track's own
         (True when either is unknown)."""
         track = self.tracks[k]
-        before = track.predicted_depth()
+        before = track.depth
         now = median_depth(self._depth, track.predicted_mask(self.frame_size) & compact[i])
         return before is None or now is None or abs(now - before) <= TWIN_DEPTH_CHANGE * before
 
