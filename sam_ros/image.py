@@ -32,6 +32,38 @@ def resized_shape(height: int, width: int, target: int) -> tuple[int, int]:
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
+# Log depth relative to the view's median in units of DEPTH_LOG_UNIT, clipped: a scale-free input (a room
+# and a table top look alike to it) in the range of the normalised colour channels; 0 is also "no depth".
+DEPTH_LOG_UNIT = 0.5
+DEPTH_CLIP = 3.0
+
+
+def depth_channel(depth_m: np.ndarray | None, box: tuple[int, int, int, int] | None, size: tuple[int, int],
+                  img_size: int, device: torch.device | str) -> torch.Tensor:
+    """(1, 1, img_size, img_size) depth input of a model with ``depth_input`` for one view of the frame.
+
+    ``depth_m`` is metres aligned to the colour frame (NaN or <= 0 invalid; None: no depth, all zeros, as
+    trained with depth dropout); ``box`` the view (x0, y0, x1, y1; None = the whole frame), resized to
+    ``size`` (h, w) and padded like the colour channels. Invalid pixels are left out of the averaging
+    resize, so a dropout at an edge does not pull the object towards 0 m.
+    """
+    channel = torch.zeros(1, 1, img_size, img_size, device=device)
+    if depth_m is None:
+        return channel
+    x0, y0, x1, y1 = box or (0, 0, depth_m.shape[1], depth_m.shape[0])
+    depth = torch.from_numpy(np.ascontiguousarray(depth_m[y0:y1, x0:x1], np.float32)).to(device)[None, None]
+    valid = (torch.isfinite(depth) & (depth > 0)).float()
+    log_depth = torch.where(valid > 0, depth, torch.ones_like(depth)).log() * valid
+    if size != tuple(depth.shape[-2:]):
+        valid = F.interpolate(valid, size=size, mode="area")
+        log_depth = F.interpolate(log_depth, size=size, mode="area") / valid.clamp(min=1e-6)
+        valid = (valid >= 0.5).float()
+    if valid.any():
+        log_depth = ((log_depth - log_depth[valid > 0].median()) / DEPTH_LOG_UNIT).clamp(-DEPTH_CLIP, DEPTH_CLIP)
+    channel[:, :, :size[0], :size[1]] = log_depth * valid
+    return channel
+
+
 def preprocess(rgb: np.ndarray, img_size: int, pixel_mean: torch.Tensor, pixel_std: torch.Tensor,
                device: torch.device | str, dtype: torch.dtype,
                staging: PinnedStaging | None = None) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -22,7 +22,7 @@ from .scene.boxes import BoxContinuity, TrackBox, box_rotation
 from .scene.fusion import Object3DEstimate, ObjectPoints, depth_to_metres
 from .scene.planes import Plane
 from .scene.stage import STRUCTURE, Scene, analyse_scene
-from .image import preprocess, preprocess_views
+from .image import depth_channel, preprocess, preprocess_views
 from .masks import MaskRecord
 from .model import CheckpointNotFoundError, Sam, load_sam, resolve_checkpoint
 from .prompts import (AdaptiveGridPrompts, AoPPrompts, EncodedImage, GridPrompts, PromptPredictor, PromptStrategy, load_predictor,
@@ -181,7 +181,8 @@ class Segmenter:
         return self._grids_file[1]
 
     @torch.inference_mode()
-    def encode_views(self, rgb: np.ndarray, timer: StageTimer | None = None) -> EncodedViews:
+    def encode_views(self, rgb: np.ndarray, timer: StageTimer | None = None,
+                     depth_m: np.ndarray | None = None) -> EncodedViews:
         """The frame, its crops and its scales, preprocessed and encoded in batches of ``max_encoder_batch``."""
         config, timer = self.config, StageTimer(self.device) if timer is None else timer
         specs = view_specs(rgb.shape[:2], self.model.img_size, config.crop_n_layers, config.crop_overlap_ratio,
@@ -190,6 +191,10 @@ class Segmenter:
             images, sizes = preprocess_views(rgb, [v.box for v in specs], [v.long_side for v in specs],
                                              self.model.img_size, self.model.pixel_mean, self.model.pixel_std,
                                              self.device, self.dtype)
+            if self.model.depth_input:
+                depth = [depth_channel(depth_m, spec.box, size, self.model.img_size, self.device)
+                         for spec, size in zip(specs, sizes)]
+                images = torch.cat([images, torch.cat(depth).to(images.dtype)], dim=1)
         with timer.stage("encoder_ms"):
             step = config.max_encoder_batch
             embedding = torch.cat([self.model.image_encoder(images[i:i + step]) for i in range(0, len(images), step)])
@@ -198,24 +203,35 @@ class Segmenter:
         return EncodedViews(embedding, views, [spec.layer for spec in specs])
 
     @torch.inference_mode()
-    def encode(self, rgb: np.ndarray) -> EncodedImage:
+    def encode(self, rgb: np.ndarray, depth_m: np.ndarray | None = None) -> EncodedImage:
         """Preprocess and run the image encoder once; everything prompt-side reuses the result."""
-        image, input_size = self._preprocess(rgb)
+        image, input_size = self._preprocess(rgb, depth_m)
         return EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
 
-    def _preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-        return preprocess(rgb, self.model.img_size, self.model.pixel_mean, self.model.pixel_std, self.device,
-                          self.dtype, self._staging)
+    def _preprocess(self, rgb: np.ndarray, depth_m: np.ndarray | None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The model input; a model with ``depth_input`` also gets the depth channel (zeros without depth)."""
+        image, input_size = preprocess(rgb, self.model.img_size, self.model.pixel_mean, self.model.pixel_std,
+                                       self.device, self.dtype, self._staging)
+        if self.model.depth_input:
+            depth = depth_channel(depth_m, None, input_size, self.model.img_size, self.device)
+            image = torch.cat([image, depth.to(image.dtype)], dim=1)
+        return image, input_size
 
     @torch.inference_mode()
-    def segment(self, rgb: np.ndarray) -> SegmentationResult:
-        """All masks of one uint8 HxWx3 RGB frame; raises ValueError for malformed frames."""
+    def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None) -> SegmentationResult:
+        """All masks of one uint8 HxWx3 RGB frame; raises ValueError for malformed frames.
+
+        ``depth_m`` (metres aligned to ``rgb``, NaN where invalid) is read only by a model with a depth input.
+        """
         timer = StageTimer(self.device)
+        if depth_m is not None and np.shape(depth_m)[:2] != np.shape(rgb)[:2]:
+            raise ValueError(f"size mismatch: colour {np.shape(rgb)[:2]}, depth {np.shape(depth_m)[:2]}; "
+                             f"align depth to colour")
         if self.config.crop_n_layers or parse_scales(self.config.scales):
-            encoded = self.encode_views(rgb, timer)
+            encoded = self.encode_views(rgb, timer, depth_m)
         else:
             with timer.stage("preprocess_ms"):
-                image, input_size = self._preprocess(rgb)
+                image, input_size = self._preprocess(rgb, depth_m)
             with timer.stage("encoder_ms"):
                 encoded = EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
         result = self._segment_encoded(encoded, timer)
@@ -308,13 +324,16 @@ class Segmenter:
         temporal = self.strategy if isinstance(self.strategy, TemporalPrompts) else None
         if temporal is not None:
             temporal.set_tracks(*self.tracker.prompts())
-        result = self.segment(rgb)
+        start = time.perf_counter()
+        depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth) if fuse else None
+        depth_ms = (time.perf_counter() - start) * 1000.0
+        result = self.segment(rgb, depth_m)
         timings = dict(result.timings_ms)
-        scene = depth_m = None
+        scene = None
         with self._timed(timings, "scene_ms"):
             if fuse:
-                depth_m = depth_to_metres(depth, config.depth_scale, config.min_depth, config.max_depth)
                 scene = self._scene(result, depth_m, camera, camera_to_target)
+        timings["scene_ms"] += depth_ms  # converting the depth belongs to the depth side, wherever it is used
         with self._timed(timings, "tracking_ms"):
             objects = scene.objects if scene is not None else None
             centroids = ([e.centroid if e.valid else None for e in objects] if objects is not None

@@ -54,6 +54,9 @@ class ModelConfig:
     mask_in_chans: int = 16
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    # A fourth encoder input channel: the aligned depth as ``sam_ros.image.depth_channel`` makes it
+    # (shadows and floor textures do not exist in depth). MobileSAM has no such channel.
+    depth_input: bool = False
 
     @property
     def embedding_size(self) -> int:
@@ -82,13 +85,30 @@ def build_sam(config: ModelConfig = VIT_T) -> Sam:
     """A randomly initialised model of ``config`` (use ``torch.manual_seed`` for a fixed init)."""
     emb = config.embedding_size
     encoder = TinyViT(config.embed_dims, config.depths, config.num_heads, config.window_sizes, config.merge_strides,
-                      config.mlp_ratio, config.mbconv_expand_ratio, config.local_conv_size, config.prompt_embed_dim)
+                      config.mlp_ratio, config.mbconv_expand_ratio, config.local_conv_size, config.prompt_embed_dim,
+                      in_chans=4 if config.depth_input else 3)
     prompt_encoder = PromptEncoder(config.prompt_embed_dim, (emb, emb), (config.img_size, config.img_size),
                                    config.mask_in_chans)
     transformer = TwoWayTransformer(config.decoder_depth, config.prompt_embed_dim, config.decoder_num_heads,
                                     config.decoder_mlp_dim)
     decoder = MaskDecoder(config.prompt_embed_dim, transformer, 3, config.iou_head_depth, config.iou_head_hidden_dim)
-    return Sam(encoder, prompt_encoder, decoder, config.img_size, config.pixel_mean, config.pixel_std).eval()
+    return Sam(encoder, prompt_encoder, decoder, config.img_size, config.pixel_mean, config.pixel_std,
+               config.depth_input).eval()
+
+
+def with_depth_input(model: Sam, config: ModelConfig) -> tuple[Sam, ModelConfig]:
+    """The same model with a depth input channel whose weights are zero: it answers exactly as before
+    until fine-tuning teaches it to use depth."""
+    if config.depth_input:
+        return model, config
+    config = dataclasses.replace(config, depth_input=True)
+    widened = build_sam(config)
+    state = model.state_dict()
+    key = "image_encoder.patch_embed.seq.0.c.weight"
+    rgb_weight = state[key]
+    state[key] = torch.cat([rgb_weight, rgb_weight.new_zeros(rgb_weight.shape[0], 1, *rgb_weight.shape[2:])], dim=1)
+    widened.load_state_dict(state)
+    return widened.to(rgb_weight.device).train(model.training), config
 
 
 def save_checkpoint(path: str | Path, model: Sam, config: ModelConfig, **extra) -> None:

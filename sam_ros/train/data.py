@@ -8,8 +8,8 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
-from ..image import preprocess
-from ..synthetic import FLOOR_ID, Intrinsics, RenderedScene, apply_photometric, render, sample_photometric, sample_scene
+from ..image import depth_channel, preprocess
+from ..synthetic import FLOOR_ID, add_depth_noise, Intrinsics, RenderedScene, apply_photometric, render, sample_photometric, sample_scene
 from .augment import jitter_colour
 
 # Segments smaller than this (pixels at the rendered size) vanish at the decoder's 1/4 resolution.
@@ -21,6 +21,15 @@ class Sample:
     image: torch.Tensor    # (1, 3, S, S) normalised, padded model input
     points: torch.Tensor   # (P, 2) model-input pixels
     targets: torch.Tensor  # (P, S/4, S/4) float {0, 1} low-res target masks
+    depth: torch.Tensor | None = None  # (1, 1, S, S) depth channel (sam_ros.image.depth_channel) with Recipe.depth
+
+    def model_input(self, depth_input: bool) -> torch.Tensor:
+        """The encoder's input: colour, and the depth channel for a model with a depth input."""
+        if not depth_input:
+            return self.image
+        if self.depth is None:
+            raise ValueError("a model with a depth input needs samples made with Recipe(depth=True)")
+        return torch.cat([self.image, self.depth], dim=1)
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,8 @@ class Recipe:
     freshly drawn per image, and ``colour_jitter`` a random white balance, saturation and contrast.
     ``shadow_prompts`` is the share of floor/wall/table prompts put inside a cast shadow when the
     scene has one: the hard negative, whose answer is the whole surface, not the shadow.
+    ``depth`` adds the aligned depth as a sensor gives it (noise, edge dropouts, flying pixels), left out
+    (all zeros) ``depth_dropout`` of the time so that the model still segments colour alone.
     """
 
     rich_fraction: float = 0.0
@@ -40,6 +51,8 @@ class Recipe:
     colour_jitter: bool = False
     object_fraction: float = 0.75
     shadow_prompts: float = 0.0
+    depth: bool = False
+    depth_dropout: float = 0.2
 
 
 def segment_targets(scene: RenderedScene) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +127,7 @@ def make_sample(rng: np.random.Generator, img_size: int, pixel_mean: torch.Tenso
     """One rendered scene as the model sees it, with prompts drawn uniformly inside their segments."""
     scene, scale = render_like_a_camera(rng, img_size, recipe)
     masks, is_object = segment_targets(scene)
-    image, _ = preprocess(scene.rgb, img_size, pixel_mean, pixel_std, "cpu", torch.float32)
+    image, input_size = preprocess(scene.rgb, img_size, pixel_mean, pixel_std, "cpu", torch.float32)
     height, width = scene.labels.shape
     points, targets = [], []
     for _ in range(prompts):
@@ -127,4 +140,8 @@ def make_sample(rng: np.random.Generator, img_size: int, pixel_mean: torch.Tenso
         targets.append(padded)
     low = img_size // 4
     target = F.interpolate(torch.from_numpy(np.stack(targets))[:, None], size=(low, low), mode="area")[:, 0]
-    return Sample(image, torch.tensor(points, dtype=torch.float32), (target > 0.5).float())
+    depth = None
+    if recipe.depth:
+        sensed = None if rng.random() < recipe.depth_dropout else add_depth_noise(scene.depth, rng)
+        depth = depth_channel(sensed, None, input_size, img_size, "cpu")
+    return Sample(image, torch.tensor(points, dtype=torch.float32), (target > 0.5).float(), depth)

@@ -17,7 +17,7 @@ from ..decode import decode_points
 from ..filters import upsample_to_frame
 from ..model import Sam
 from ..pipeline import Segmenter
-from ..synthetic import Intrinsics, RenderedScene, apply_photometric, render, sample_photometric, sample_scene
+from ..synthetic import Intrinsics, add_depth_noise, RenderedScene, apply_photometric, render, sample_photometric, sample_scene
 
 # Training draws every scene from one stream seeded with --seed (small integers); held-out scenes
 # each get their own seed from this range, so the two never share a random stream.
@@ -35,6 +35,11 @@ def held_out_scene(index: int, width: int = 640, height: int = 480, style: str =
     scene = render(sample_scene(rng, style=style), Intrinsics.default(width, height))
     scene.rgb = apply_photometric(scene.rgb, sample_photometric(rng), rng, scene.depth)
     return scene
+
+
+def held_out_depth(scene: RenderedScene, index: int) -> np.ndarray:
+    """Scene ``index``'s depth as a sensor gives it (noise, edge dropouts, NaNs), from its own random stream."""
+    return add_depth_noise(scene.depth, np.random.default_rng([HELD_OUT_SEED + index, 1]))
 
 
 def object_masks(scene: RenderedScene, min_pixels: int = MIN_OBJECT_PIXELS) -> np.ndarray:
@@ -84,11 +89,12 @@ class PointScores:
 
 
 @torch.inference_mode()
-def single_point_scores(segmenter: Segmenter, scene: RenderedScene, truth: np.ndarray) -> PointScores:
+def single_point_scores(segmenter: Segmenter, scene: RenderedScene, truth: np.ndarray,
+                        depth_m: np.ndarray | None = None) -> PointScores:
     """One positive point at each object's interior, three masks each, scored against ground truth."""
     if len(truth) == 0:
         return PointScores([], [], [])
-    encoded = segmenter.encode(scene.rgb)
+    encoded = segmenter.encode(scene.rgb, depth_m)
     points = torch.tensor([interior_point(m) for m in truth])
     keep_all = -float("inf")
     batch = decode_points(segmenter.model, encoded, points, pred_iou_thresh=keep_all, stability_thresh=keep_all,
@@ -109,9 +115,10 @@ class GridScores:
 
 
 @torch.inference_mode()
-def grid_scores(segmenter: Segmenter, scene: RenderedScene, truth: np.ndarray) -> GridScores:
+def grid_scores(segmenter: Segmenter, scene: RenderedScene, truth: np.ndarray,
+                depth_m: np.ndarray | None = None) -> GridScores:
     """Segment everything with the real pipeline and count the ground-truth objects it recovers."""
-    result = segmenter.segment(scene.rgb)
+    result = segmenter.segment(scene.rgb, depth_m)
     found = 0
     if len(result) and len(truth):
         found = int((mask_iou(result.masks, torch.from_numpy(truth).to(result.masks.device)).max(0).values >= 0.5)
@@ -120,23 +127,25 @@ def grid_scores(segmenter: Segmenter, scene: RenderedScene, truth: np.ndarray) -
 
 
 def evaluate(model: Sam, scenes: int = 20, first: int = 0, grid_size: int = 16, width: int = 640,
-             height: int = 480, config: SamRosConfig | None = None, style: str = "classic") -> dict:
+             height: int = 480, config: SamRosConfig | None = None, style: str = "classic",
+             with_depth: bool = True) -> dict:
     """The bar's numbers over held-out scenes ``first .. first + scenes - 1`` of renderer ``style``
-    (default pipeline filters)."""
+    (default pipeline filters); a model with a depth input gets the sensor depth unless ``with_depth`` is off."""
     config = config or SamRosConfig(device="cpu", dtype="float32", grid_size=grid_size)
     segmenter = Segmenter(config, model=model)
     chosen, oracle, error, objects, found, masks = [], [], [], 0, 0, 0
     for index in range(first, first + scenes):
         scene = held_out_scene(index, width, height, style)
         truth = object_masks(scene)
-        points = single_point_scores(segmenter, scene, truth)
+        depth = held_out_depth(scene, index) if with_depth and model.depth_input else None
+        points = single_point_scores(segmenter, scene, truth, depth)
         chosen += points.chosen_iou
         oracle += points.oracle_iou
         error += points.iou_error
-        grid = grid_scores(segmenter, scene, truth)
+        grid = grid_scores(segmenter, scene, truth, depth)
         objects, found, masks = objects + grid.objects, found + grid.found, masks + grid.masks
     return {
-        "style": style, "scenes": scenes, "resolution": [width, height], "objects": objects,
+        "style": style, "scenes": scenes, "depth": with_depth and model.depth_input, "resolution": [width, height], "objects": objects,
         "single_point_miou": round(float(np.mean(chosen)), 4),
         "single_point_miou_best_of_3": round(float(np.mean(oracle)), 4),
         "predicted_iou_mae": round(float(np.mean(error)), 4),

@@ -39,7 +39,7 @@ import torch
 from torch.nn import functional as F
 
 from ..config import SamRosConfig
-from ..model import BUNDLED_PARAMS, TINY, ModelConfig, Sam, build_sam, load_sam, save_checkpoint
+from ..model import BUNDLED_PARAMS, TINY, ModelConfig, Sam, build_sam, load_sam, save_checkpoint, with_depth_input
 from .data import Recipe, Sample, make_sample
 from .evaluate import evaluate
 
@@ -79,7 +79,7 @@ def batch_loss(model: Sam, samples: list[Sample], focal_weight: float = 0.0,
     CPU budget, BCE + dice (1:1) learns much faster, so that is the default and focal stays available.
     """
     device = model.pixel_mean.device
-    embeddings = model.image_encoder(torch.cat([s.image for s in samples]).to(device))
+    embeddings = model.image_encoder(torch.cat([s.model_input(model.depth_input) for s in samples]).to(device))
     encoder = model.prompt_encoder
     dense_pe, no_mask = encoder.get_dense_pe(), encoder.dense_no_mask()
     losses, best_ious = [], []
@@ -184,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="random white balance, saturation and contrast per image")
     parser.add_argument("--shadow-prompts", type=float, default=0.0,
                         help="share of floor/wall/table prompts placed inside cast shadows (hard negatives)")
+    parser.add_argument("--depth-input", action="store_true",
+                        help="give the encoder the aligned depth as a fourth channel (a 3-channel --init gets zero "
+                             "weights for it, so training starts from that model's answers)")
+    parser.add_argument("--depth-dropout", type=float, default=0.2,
+                        help="share of training images without depth (all zeros), so colour alone still works")
     parser.add_argument("--checkpoint-every", type=int, default=0,
                         help="also write <out>.partial.pt every this many steps (0: never)")
     parser.add_argument("--eval-scenes", type=int, default=30, help="held-out 640x480 scenes in the report")
@@ -199,9 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.img_size and args.img_size != config.img_size:
         config = dataclasses.replace(config, img_size=args.img_size)
         model = resized(model, config)
+    if args.depth_input:
+        model, config = with_depth_input(model, config)
     model = model.float().to(args.device)
     recipe = Recipe(rich_fraction=args.rich_fraction, camera_effects=args.camera_effects,
-                    colour_jitter=args.colour_jitter, shadow_prompts=args.shadow_prompts)
+                    colour_jitter=args.colour_jitter, shadow_prompts=args.shadow_prompts,
+                    depth=config.depth_input, depth_dropout=args.depth_dropout)
     partial = args.out.with_suffix(".partial.pt")
 
     def save_partial(steps_done: int) -> None:
@@ -218,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
                 "batch": args.batch, "prompts": args.prompts, "lr": args.lr, "seed": args.seed,
                 "rich_fraction": args.rich_fraction, "camera_effects": args.camera_effects,
                 "colour_jitter": args.colour_jitter,
-                "shadow_prompts": args.shadow_prompts, "minutes": round(minutes, 1), "device": args.device,
+                "shadow_prompts": args.shadow_prompts, "depth_input": config.depth_input,
+                "depth_dropout": args.depth_dropout if config.depth_input else None, "minutes": round(minutes, 1), "device": args.device,
                 "img_size": config.img_size, "threads": args.threads, "torch": str(torch.__version__), "init": init_record(args.init)}
     eval_config = SamRosConfig.from_yaml(args.eval_params).replace(checkpoint="", device="cpu", dtype="float32")
     evaluation = {style: evaluate(model, scenes=args.eval_scenes, config=eval_config, style=style)
