@@ -35,20 +35,22 @@ def run_row(row: dict, args: argparse.Namespace, queue) -> None:
     torch.set_num_threads(args.threads)
     from sam_ros.config import SamRosConfig
     from sam_ros.pipeline import Segmenter
-    from sam_ros.train.evaluate import greedy_matched_iou, held_out_scene, mask_iou, object_masks
+    from sam_ros.train.evaluate import greedy_matched_iou, held_out_depth, held_out_scene, mask_iou, object_masks
 
     base = SamRosConfig.from_yaml(args.params) if args.params else SamRosConfig()
     config = base.replace(checkpoint=args.checkpoint, aop_checkpoint=args.aop_checkpoint, device=args.device,
                           **dict(item.split("=", 1) for item in args.set), **row["config"])
     segmenter = Segmenter(config)
     scenes = [held_out_scene(args.first + i, style=args.style) for i in range(args.scenes)]
-    segmenter.segment(scenes[0].rgb)  # warm-up
+    # Sensor depth for a model with a depth input (others ignore it), unless --no-depth.
+    depths = [None if args.no_depth else held_out_depth(scene, args.first + i) for i, scene in enumerate(scenes)]
+    segmenter.segment(scenes[0].rgb, depths[0])  # warm-up
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     matched, prompts, masks, timings, predictor_ms = [], [], [], {k: [] for k in STAGES}, []
-    for scene in scenes:
+    for scene, depth in zip(scenes, depths):
         truth = torch.from_numpy(object_masks(scene))
-        result = segmenter.segment(scene.rgb)
+        result = segmenter.segment(scene.rgb, depth)
         iou = mask_iou(result.masks.cpu(), truth) if len(result) else torch.zeros(0, len(truth))
         matched += greedy_matched_iou(iou).tolist()
         prompts.append(result.num_prompts)
@@ -56,7 +58,7 @@ def run_row(row: dict, args: argparse.Namespace, queue) -> None:
         for stage in STAGES:
             timings[stage].append(result.timings_ms[stage])
         if config.prompt_mode == "aop":
-            encoded = segmenter.encode(scene.rgb)
+            encoded = segmenter.encode(scene.rgb, depth)
             start = time.perf_counter()
             segmenter.strategy.confidence_map(encoded)
             if args.device == "cuda":
@@ -99,6 +101,7 @@ def main() -> None:
                         "operating point with --checkpoint bundled, else SAM's defaults)")
     parser.add_argument("--rows", nargs="+", choices=("grid16", "grid32", "aop"), default=["grid16", "grid32", "aop"],
                         help="which rows (the bar needs all three)")
+    parser.add_argument("--no-depth", action="store_true", help="colour only, also for a model with a depth input")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a config field in every row (e.g. aop_conf_thresh=0.1)")
     args = parser.parse_args()
@@ -109,7 +112,8 @@ def main() -> None:
             "grid32": {"name": "AMG-D grid 32", "config": {"grid_size": 32}},
             "aop": {"name": "AoP", "config": {"prompt_mode": "aop"}}}
     print(f"CPU flags: {cpu_flags()}")
-    print(f"{args.scenes} held-out {args.style} scenes, 640x480, model {args.checkpoint}, {args.device}, {args.threads} threads, "
+    print(f"{args.scenes} held-out {args.style} scenes, 640x480{', colour only' if args.no_depth else ''}, "
+          f"model {args.checkpoint}, {args.device}, {args.threads} threads, "
           f"filters from {args.params or 'defaults'} {' '.join(args.set)}")
     memory = "GPU MiB" if args.device == "cuda" else "RSS MiB"
     print(f"{'':<14} {'mIoU':>6} {'R@.5':>6} {'R@.75':>6} {'prompts':>8} {'masks':>6} "

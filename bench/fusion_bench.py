@@ -32,9 +32,9 @@ def box_iou_3d(center_a, size_a, center_b, size_b) -> float:
     return float(inter / (np.prod(size_a) + np.prod(size_b) - inter))
 
 
-def pipeline_masks(segmenter, scene, gt_masks):
+def pipeline_masks(segmenter, scene, gt_masks, depth_m):
     """The pipeline's masks matched one-to-one to ground-truth masks (best IoU >= 0.5), else None."""
-    result = segmenter.segment(scene.rgb)
+    result = segmenter.segment(scene.rgb, depth_m)
     ours = result.masks.numpy()
     matched = []
     for gt in gt_masks:
@@ -57,7 +57,7 @@ def evaluate(scenes: int, segmenter=None) -> dict:
         gt_masks, ids = scene.masks()
         noisy = depth_to_metres(to_16uc1_mm(add_depth_noise(scene.depth, rng)), 0.001)
         truth = fuse_masks(gt_masks, depth_to_metres(scene.depth), camera, erosion_px=0, mad_gate=1e9, transform=level)
-        masks = pipeline_masks(segmenter, scene, gt_masks) if segmenter else list(gt_masks)
+        masks = pipeline_masks(segmenter, scene, gt_masks, noisy) if segmenter else list(gt_masks)
         objects = {o.id: o for o in scene.objects}
         for mask, true, object_id in zip(masks, truth, ids):
             obj = objects[object_id]

@@ -10,7 +10,8 @@ Prints, against ground truth:
   shipped model's operating point): recall@0.5 of the ground-truth objects (bar >= 0.9) and masks kept
   per object (bar <= 1.5; floor, wall and table masks count).
 ``--style`` picks the renderer's look: "classic" (the first renderer) or "rich" (photo textures, cast
-shadows, tables, stacking, camera roll); issue 14 asks for both.
+shadows, tables, stacking, camera roll); issue 14 asks for both. A model with a depth input gets each
+scene's depth as a sensor gives it (noise, dropouts); ``--no-depth`` measures it on colour alone.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--pred-iou-thresh", type=float, help="overrides --params")
     parser.add_argument("--stability-thresh", type=float, help="overrides --params")
     parser.add_argument("--style", default="classic", choices=("classic", "rich"), help="renderer style of the scenes")
+    parser.add_argument("--no-depth", action="store_true",
+                        help="colour only, also for a model with a depth input (which otherwise gets the sensor depth)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,7 +53,8 @@ def main() -> None:
                                                  ("stability_thresh", args.stability_thresh)) if value is not None}
     config = SamRosConfig.from_yaml(args.params).replace(checkpoint=args.checkpoint, device="cpu", dtype="float32",
                                                          grid_size=args.grid, **overrides)
-    scores = evaluate(model, scenes=args.scenes, first=args.first, config=config, style=args.style)
+    scores = evaluate(model, scenes=args.scenes, first=args.first, config=config, style=args.style,
+                      with_depth=not args.no_depth)
     seconds = time.perf_counter() - start
     bars = {
         "single_point_miou": scores["single_point_miou"] >= 0.8,
@@ -58,7 +62,8 @@ def main() -> None:
         "masks_per_object": scores["masks_per_object"] <= 1.5,
     }
     print(f"checkpoint {args.checkpoint}: {scores['scenes']} held-out {args.style} scenes at {scores['resolution'][0]}x"
-          f"{scores['resolution'][1]}, {scores['objects']} objects (>= {MIN_OBJECT_PIXELS} visible pixels)")
+          f"{scores['resolution'][1]}, {scores['objects']} objects (>= {MIN_OBJECT_PIXELS} visible pixels), "
+          f"{'colour + sensor depth' if scores['depth'] else 'colour only'} into the encoder")
     print(f"  single interior point, mask chosen by predicted IoU: mIoU {scores['single_point_miou']:.3f} "
           f"(bar >= 0.80) {'PASS' if bars['single_point_miou'] else 'FAIL'}")
     print(f"  single interior point, best of the 3 masks:          mIoU {scores['single_point_miou_best_of_3']:.3f}")

@@ -209,8 +209,8 @@ def test_predictor_learns_the_teachers_essential_prompts():
     """The shipped model, as a dense-grid teacher, labels a few scenes; a short fit of its essential prompts
     halves the loss."""
     teacher = Segmenter(SamRosConfig.from_yaml(BUNDLED_PARAMS).replace(device="cpu", grid_size=8, min_area=0))
-    images = [render(sample_scene(np.random.default_rng(i)), Intrinsics.default(160, 120)).rgb for i in range(6)]
-    data = teacher_data(teacher, images)
+    frames = [(render(sample_scene(np.random.default_rng(i)), Intrinsics.default(160, 120)).rgb, None) for i in range(6)]
+    data = teacher_data(teacher, frames)
     cells = teacher.model.image_encoder(torch.zeros(1, 3, teacher.model.img_size, teacher.model.img_size)).shape[-1]
     assert data.embeddings.shape == (6, TINY.prompt_embed_dim, cells, cells)
     size, upscale = pcm_size(teacher)

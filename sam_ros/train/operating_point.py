@@ -33,7 +33,7 @@ from ..model import load_sam
 from ..pipeline import Segmenter
 from ..views import frame_boxes, lowres_boxes
 from ..prompts import GridPrompts
-from .evaluate import held_out_scene, mask_iou, object_masks
+from .evaluate import held_out_depth, held_out_scene, mask_iou, object_masks
 
 # Tuning scenes start here: past the benchmark's held-out indices (0..99), so the thresholds are
 # never chosen on the scenes they are then measured on.
@@ -58,10 +58,11 @@ class Candidates:
 
 
 @torch.inference_mode()
-def candidates(segmenter: Segmenter, rgb: np.ndarray, truth: torch.Tensor, chunk: int = 64) -> Candidates:
+def candidates(segmenter: Segmenter, rgb: np.ndarray, truth: torch.Tensor, depth_m: np.ndarray | None = None,
+               chunk: int = 64) -> Candidates:
     """Decode the grid once with no thresholds; score every mask against ground truth."""
     config = segmenter.config
-    encoded = segmenter.encode(rgb)
+    encoded = segmenter.encode(rgb, depth_m)
     points = GridPrompts(config.grid_size).points(encoded)
     batch = decode_points(segmenter.model, encoded, points, pred_iou_thresh=-math.inf, stability_thresh=-math.inf,
                           stability_offset=config.stability_offset, mask_threshold=config.mask_threshold,
@@ -98,7 +99,7 @@ def sweep(segmenter: Segmenter, styles: list[str], scenes: int, first: int) -> d
         for index in range(first, first + scenes):
             scene = held_out_scene(index, style=style)
             truth = torch.from_numpy(object_masks(scene))
-            scored = candidates(segmenter, scene.rgb, truth)
+            scored = candidates(segmenter, scene.rgb, truth, held_out_depth(scene, index))
             for combo in combos:
                 config = segmenter.config.replace(pred_iou_thresh=combo[0], stability_thresh=combo[1],
                                                   nms_thresh=combo[2])

@@ -30,7 +30,7 @@ from ..model import resolve_checkpoint
 from ..pipeline import Segmenter
 from ..prompts import EncodedImage, PromptPredictor, predictor_beside, save_predictor
 from ..prompts.aop import REFERENCE_CELLS
-from ..synthetic import Intrinsics, render, sample_scene
+from ..synthetic import Intrinsics, add_depth_noise, render, sample_scene
 from .evaluate import interior_point
 
 # Training scenes come from seeds below the held-out range of sam_ros.train.evaluate.
@@ -78,12 +78,14 @@ def pcm_size(segmenter: Segmenter) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def teacher_data(teacher: Segmenter, images: Iterable[np.ndarray], total: int | None = None) -> TeacherData:
-    """Embeddings and essential prompts from the dense-grid teacher (``teacher.config``: grid and filters)."""
+def teacher_data(teacher: Segmenter, frames: Iterable[tuple[np.ndarray, np.ndarray | None]],
+                 total: int | None = None) -> TeacherData:
+    """Embeddings and essential prompts from the dense-grid teacher (``teacher.config``: grid and filters),
+    for frames of colour and aligned depth in metres (None: none; read only by a model with a depth input)."""
     size, _ = pcm_size(teacher)
     embeddings, prompts, centres = [], [], []
-    for rgb in tqdm(images, total=total, desc="teacher", unit="image"):
-        encoded = teacher.encode(rgb)
+    for rgb, depth_m in tqdm(frames, total=total, desc="teacher", unit="image"):
+        encoded = teacher.encode(rgb, depth_m)
         result = teacher.segment_encoded(encoded)
         embeddings.append(encoded.embedding[0].float().cpu())
         prompts.append(to_cells(result.points, encoded, size))
@@ -131,21 +133,23 @@ def fit(predictor: PromptPredictor, embeddings: torch.Tensor, targets: torch.Ten
     return log
 
 
-def synthetic_images(count: int, seed: int, width: int = 640, height: int = 480,
-                     rich_fraction: float = 0.0) -> Iterator[np.ndarray]:
-    """Rendered camera-size scenes, disjoint from the held-out evaluation scenes; every scene whose
-    index falls in the first ``rich_fraction`` of each ten is drawn in the rich renderer style."""
+def synthetic_frames(count: int, seed: int, width: int = 640, height: int = 480,
+                     rich_fraction: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Rendered camera-size scenes (colour and sensor depth), disjoint from the held-out evaluation scenes;
+    every scene whose index falls in the first ``rich_fraction`` of each ten is drawn in the rich style."""
     for index in range(count):
         rng = np.random.default_rng(TRAINING_SEED + seed * 100_000 + index)
         spec = sample_scene(rng, style="rich") if index % 10 < round(10 * rich_fraction) else sample_scene(rng)
-        yield render(spec, Intrinsics.default(width, height)).rgb
+        scene = render(spec, Intrinsics.default(width, height))
+        yield scene.rgb, add_depth_noise(scene.depth, np.random.default_rng([TRAINING_SEED + seed * 100_000 + index, 1]))
 
 
-def folder_images(folder: Path) -> tuple[int, Iterator[np.ndarray]]:
+def folder_frames(folder: Path) -> tuple[int, Iterator[tuple[np.ndarray, None]]]:
+    """A folder's colour images (no depth)."""
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return len(paths), (read_image(p) for p in paths)
+    return len(paths), ((read_image(p), None) for p in paths)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,10 +191,10 @@ def main(argv: list[str] | None = None) -> None:
         total = len(data.embeddings)
     else:
         if args.images:
-            total, images = folder_images(args.images)
+            total, frames = folder_frames(args.images)
         else:
-            total, images = args.scenes, synthetic_images(args.scenes, args.seed, rich_fraction=args.rich_fraction)
-        data = teacher_data(teacher, images, total)
+            total, frames = args.scenes, synthetic_frames(args.scenes, args.seed, rich_fraction=args.rich_fraction)
+        data = teacher_data(teacher, frames, total)
         if args.cache:
             torch.save(dataclasses.asdict(data), args.cache)
     teacher_minutes = (time.time() - start) / 60
