@@ -191,10 +191,7 @@ class Segmenter:
             images, sizes = preprocess_views(rgb, [v.box for v in specs], [v.long_side for v in specs],
                                              self.model.img_size, self.model.pixel_mean, self.model.pixel_std,
                                              self.device, self.dtype)
-            if self.model.depth_input:
-                depth = [depth_channel(depth_m, spec.box, size, self.model.img_size, self.device)
-                         for spec, size in zip(specs, sizes)]
-                images = torch.cat([images, torch.cat(depth).to(images.dtype)], dim=1)
+            images = self._with_depth(images, depth_m, [spec.box for spec in specs], sizes)
         with timer.stage("encoder_ms"):
             step = config.max_encoder_batch
             embedding = torch.cat([self.model.image_encoder(images[i:i + step]) for i in range(0, len(images), step)])
@@ -209,13 +206,18 @@ class Segmenter:
         return EncodedImage(self.model.image_encoder(image), image, rgb.shape[:2], input_size)
 
     def _preprocess(self, rgb: np.ndarray, depth_m: np.ndarray | None) -> tuple[torch.Tensor, tuple[int, int]]:
-        """The model input; a model with ``depth_input`` also gets the depth channel (zeros without depth)."""
         image, input_size = preprocess(rgb, self.model.img_size, self.model.pixel_mean, self.model.pixel_std,
                                        self.device, self.dtype, self._staging)
-        if self.model.depth_input:
-            depth = depth_channel(depth_m, None, input_size, self.model.img_size, self.device)
-            image = torch.cat([image, depth.to(image.dtype)], dim=1)
-        return image, input_size
+        return self._with_depth(image, depth_m, [None], [input_size]), input_size
+
+    def _with_depth(self, images: torch.Tensor, depth_m: np.ndarray | None,
+                    boxes: list[tuple[int, int, int, int] | None], sizes: list[tuple[int, int]]) -> torch.Tensor:
+        """The views' model input; a model with ``depth_input`` also gets each view's depth channel (zeros
+        without depth). ``boxes``: the views' frame regions (None = the whole frame), ``sizes`` their resized (h, w)."""
+        if not self.model.depth_input:
+            return images
+        depth = [depth_channel(depth_m, box, size, self.model.img_size, self.device) for box, size in zip(boxes, sizes)]
+        return torch.cat([images, torch.cat(depth).to(images.dtype)], dim=1)
 
     @torch.inference_mode()
     def segment(self, rgb: np.ndarray, depth_m: np.ndarray | None = None) -> SegmentationResult:

@@ -9,7 +9,8 @@ from scipy import ndimage
 from torch.nn import functional as F
 
 from ..image import depth_channel, preprocess
-from ..synthetic import FLOOR_ID, add_depth_noise, Intrinsics, RenderedScene, apply_photometric, render, sample_photometric, sample_scene
+from ..synthetic import (FLOOR_ID, Intrinsics, RenderedScene, add_depth_noise, apply_photometric, render,
+                         sample_photometric, sample_scene)
 from .augment import jitter_colour
 
 # Segments smaller than this (pixels at the rendered size) vanish at the decoder's 1/4 resolution.

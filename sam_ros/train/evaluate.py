@@ -133,11 +133,12 @@ def evaluate(model: Sam, scenes: int = 20, first: int = 0, grid_size: int = 16, 
     (default pipeline filters); a model with a depth input gets the sensor depth unless ``with_depth`` is off."""
     config = config or SamRosConfig(device="cpu", dtype="float32", grid_size=grid_size)
     segmenter = Segmenter(config, model=model)
+    use_depth = with_depth and model.depth_input
     chosen, oracle, error, objects, found, masks = [], [], [], 0, 0, 0
     for index in range(first, first + scenes):
         scene = held_out_scene(index, width, height, style)
         truth = object_masks(scene)
-        depth = held_out_depth(scene, index) if with_depth and model.depth_input else None
+        depth = held_out_depth(scene, index) if use_depth else None
         points = single_point_scores(segmenter, scene, truth, depth)
         chosen += points.chosen_iou
         oracle += points.oracle_iou
@@ -145,7 +146,8 @@ def evaluate(model: Sam, scenes: int = 20, first: int = 0, grid_size: int = 16, 
         grid = grid_scores(segmenter, scene, truth, depth)
         objects, found, masks = objects + grid.objects, found + grid.found, masks + grid.masks
     return {
-        "style": style, "scenes": scenes, "depth": with_depth and model.depth_input, "resolution": [width, height], "objects": objects,
+        "style": style, "scenes": scenes, "depth": use_depth, "resolution": [width, height],
+        "objects": objects,
         "single_point_miou": round(float(np.mean(chosen)), 4),
         "single_point_miou_best_of_3": round(float(np.mean(oracle)), 4),
         "predicted_iou_mae": round(float(np.mean(error)), 4),

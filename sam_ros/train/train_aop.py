@@ -138,10 +138,11 @@ def synthetic_frames(count: int, seed: int, width: int = 640, height: int = 480,
     """Rendered camera-size scenes (colour and sensor depth), disjoint from the held-out evaluation scenes;
     every scene whose index falls in the first ``rich_fraction`` of each ten is drawn in the rich style."""
     for index in range(count):
-        rng = np.random.default_rng(TRAINING_SEED + seed * 100_000 + index)
+        scene_seed = TRAINING_SEED + seed * 100_000 + index
+        rng = np.random.default_rng(scene_seed)
         spec = sample_scene(rng, style="rich") if index % 10 < round(10 * rich_fraction) else sample_scene(rng)
         scene = render(spec, Intrinsics.default(width, height))
-        yield scene.rgb, add_depth_noise(scene.depth, np.random.default_rng([TRAINING_SEED + seed * 100_000 + index, 1]))
+        yield scene.rgb, add_depth_noise(scene.depth, np.random.default_rng([scene_seed, 1]))
 
 
 def folder_frames(folder: Path) -> tuple[int, Iterator[tuple[np.ndarray, None]]]:
