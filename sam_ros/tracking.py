@@ -9,7 +9,9 @@ downsampled mask shifted by its image motion (per frame, times the frames since 
 Matching is greedy over a cost: distance from the predicted centroid, or from the last one when that
 is nearer (a velocity measured on one jump of a mask's centroid, then extrapolated over missed frames,
 would lose a still object), when both have valid depth (gated by ``max_distance``), otherwise 1 - IoU
-with the shifted mask (gated by ``min_iou``). A mask
+with the shifted mask (gated by ``min_iou``). Beyond the distance gate a mask that covers the shifted mask
+(IoU >= ``SAME_REGION_IOU``) at the track's own depth still matches, after every match within the gate:
+a centroid jumps when an object comes into view or a mask grows from a part to the whole. A mask
 made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
 it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
@@ -36,6 +38,7 @@ from torch.nn import functional as F
 TRACK_MASK_SIDE = 128  # cells on the long side of a track's mask (640x480 -> 128x96: 5x5 pixels a cell)
 TWIN_SHARE = 0.5  # a track whose predicted mask lies this much inside another track's mask is the same object
 TWIN_DEPTH_CHANGE = 0.05  # ... unless the depth there changed by more than this share of it (an occluder)
+SAME_REGION_IOU = 0.5  # a mask this much over a track's predicted mask may keep its id beyond the distance gate
 
 
 class Role(IntEnum):
@@ -45,7 +48,7 @@ class Role(IntEnum):
     STRUCTURE = 2
 
 
-ROLE_CHANGE_COST = 2.0  # added to a match's cost (at most 1 within the gate) when the mask's role is not the track's
+ROLE_CHANGE_COST = 2.0  # added to a match's cost (at most 1 within the gate, 1.5 beyond it) when the mask's role is not the track's
 
 
 @dataclass
@@ -180,6 +183,8 @@ class ObjectTracker:
         self._points: np.ndarray | None = None  # this update's mask prompts
         self._roles: list[Role] = []  # this update's mask roles
         self._depth: torch.Tensor | None = None  # this update's compact depth (metres, NaN where invalid)
+        self._predicted: list[torch.Tensor] = []  # each track's predicted mask, as it was before this update
+        self._last_masks: list[torch.Tensor] = []  # ... and its last mask
         self._next_id = 1
 
     def update(self, masks: torch.Tensor, centroids: list[np.ndarray | None],
@@ -190,8 +195,8 @@ class ObjectTracker:
         ``claims[i]``: the ids of the tracks whose temporal prompt produced mask ``i`` (tracks may share one);
         ``prompts`` (N, 2) the point prompt of each mask, frame pixels (for the next frame's prompts);
         ``roles[i]``: mask ``i``'s role (all WHOLE when not given); ``depth`` the frame's depth (H, W) in
-        metres, NaN where invalid: with ``claims`` it tells an occluder from a twin (without claims no twins
-        merge, so it is not read).
+        metres, NaN where invalid: it tells an occluder from a twin, and lets a mask over a track's predicted
+        one keep its id beyond the distance gate when it lies on the track's own surface.
         """
         n = masks.shape[0]
         frame_size = self.frame_size = tuple(masks.shape[1:])
@@ -201,9 +206,11 @@ class ObjectTracker:
         self._roles = list(roles) if roles is not None else [Role.WHOLE] * n
         if depth is not None and tuple(np.shape(depth)) != frame_size:
             raise ValueError(f"depth {np.shape(depth)} is not the masks' size {frame_size}")
-        self._depth = compact_depth(depth) if depth is not None and claims is not None else None
+        self._depth = compact_depth(depth) if depth is not None else None
+        self._predicted = [t.predicted_mask(frame_size) for t in self.tracks]  # before any track is renewed
+        self._last_masks = [t.mask for t in self.tracks]
         overlap, inside = self._overlap(compact)
-        cost = self._cost(overlap, centroids)
+        cost = self._cost(overlap, centroids, compact)
         ids = [0] * n
         matched: set[int] = set()
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
@@ -279,7 +286,8 @@ class ObjectTracker:
                 continue
             j = index_of[track_id]
             twins = [k for k in range(len(self.tracks)) if k not in matched and k not in ended
-                     and inside[i, k] >= TWIN_SHARE and np.isfinite(cost[i, k]) and self._same_surface(k, i, compact)]
+                     and inside[i, k] >= TWIN_SHARE and np.isfinite(cost[i, k]) and self._nested(j, k)
+                     and self._same_surface(k, i, compact)]
             if not twins:
                 continue
             oldest = min([j, *twins], key=lambda k: (self.tracks[k].role != self._roles[i], self.tracks[k].id))
@@ -289,13 +297,34 @@ class ObjectTracker:
             ended.update(k for k in [j, *twins] if k != oldest)
         return ended
 
+    def _nested(self, j: int, k: int) -> bool:
+        """Whether tracks ``j`` and ``k`` covered one region where they were last seen: the smaller mask lies
+        at least ``TWIN_SHARE`` inside the larger. Twins are a whole and its part, or two near copies; two
+        tracks whose masks lay apart are two objects even when one mask now spans both (an under-segmentation,
+        or one moving next to the other: so the masks where they were seen, not where they are predicted)."""
+        a, b = self._last_masks[j], self._last_masks[k]
+        if a.shape != b.shape:
+            return False
+        smaller = min(int(a.sum()), int(b.sum()))
+        return smaller > 0 and int((a & b).sum()) >= TWIN_SHARE * smaller
+
     def _same_surface(self, k: int, i: int, compact: torch.Tensor) -> bool:
         """Whether the depth under track ``k``'s predicted mask, inside mask ``i``, is still the track's own
         (True when either is unknown)."""
-        track = self.tracks[k]
-        before = track.depth
-        now = median_depth(self._depth, track.predicted_mask(self.frame_size) & compact[i])
-        return before is None or now is None or abs(now - before) <= TWIN_DEPTH_CHANGE * before
+        change = self._depth_change(k, i, compact)
+        return change is None or change <= TWIN_DEPTH_CHANGE
+
+    def _on_own_surface(self, k: int, i: int, compact: torch.Tensor) -> bool:
+        """Like ``_same_surface``, but only where the depth is known on both sides."""
+        change = self._depth_change(k, i, compact)
+        return change is not None and change <= TWIN_DEPTH_CHANGE
+
+    def _depth_change(self, k: int, i: int, compact: torch.Tensor) -> float | None:
+        """How much the depth under track ``k``'s predicted mask, inside mask ``i``, moved from the track's own,
+        as a share of it; None when either is unknown."""
+        before = self.tracks[k].depth
+        now = median_depth(self._depth, self._predicted[k] & compact[i])
+        return None if before is None or now is None else abs(now - before) / max(before, 1e-9)
 
     def _renew(self, j: int, i: int, compact: torch.Tensor, boxes: np.ndarray,
                centroids: list[np.ndarray | None]) -> int:
@@ -321,7 +350,7 @@ class ObjectTracker:
         same = [j for j, t in enumerate(self.tracks) if t.mask.shape == compact.shape[1:]]
         if not len(compact) or not same:
             return iou, inside
-        predicted = torch.stack([self.tracks[j].predicted_mask(self.frame_size) for j in same]).flatten(1).float()
+        predicted = torch.stack([self._predicted[j] for j in same]).flatten(1).float()
         current = compact.flatten(1).float()
         inter = current @ predicted.T
         predicted_area = predicted.sum(1)
@@ -330,10 +359,12 @@ class ObjectTracker:
         inside[:, same] = (inter / predicted_area.clamp(min=1)).numpy()
         return iou, inside
 
-    def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None]) -> np.ndarray:
-        """(N, tracks) match cost: infinite outside the gate, distance (to the nearer of the predicted and the
-        last centroid) / ``max_distance`` (or 1 - IoU) within it, plus ``ROLE_CHANGE_COST`` when the mask's role
-        is not the track's."""
+    def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None], compact: torch.Tensor) -> np.ndarray:
+        """(N, tracks) match cost: distance (to the nearer of the predicted and the last centroid) /
+        ``max_distance`` (or 1 - IoU without depth) within the gate; beyond the distance gate, 2 - IoU where
+        the mask covers the predicted one (IoU >= ``SAME_REGION_IOU``) on the track's own surface (a
+        centroid jumps when an object comes into view or a mask's depth changes, its region does not);
+        infinite otherwise; plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
         n = iou.shape[0]
         cost = np.full((n, len(self.tracks)), np.inf)
         for j, track in enumerate(self.tracks):
@@ -344,6 +375,8 @@ class ObjectTracker:
                                          np.linalg.norm(centroids[i] - track.centroid)))
                     if distance <= self.max_distance:
                         cost[i, j] = distance / max(self.max_distance, 1e-9)
+                    elif iou[i, j] >= SAME_REGION_IOU and self._on_own_surface(j, i, compact):
+                        cost[i, j] = 2.0 - iou[i, j]
                 elif iou[i, j] >= self.min_iou:
                     cost[i, j] = 1.0 - iou[i, j]
                 if self._roles[i] != track.role:

@@ -88,6 +88,26 @@ def test_claims_are_checked_in_3d_when_depth_is_valid():
     assert tracker.update(mask[None], [np.array([1.5, 0.0, 2.0])], claims=[[track]]) != [track]
 
 
+def test_a_mask_over_the_predicted_one_at_the_tracks_depth_keeps_its_id_beyond_the_gate():
+    """An object coming into view: its mask grows over the last one and its visible centroid jumps 0.5 m,
+    beyond the 0.3 m gate, at the same depth: it keeps its id. Where the depth there changed (another
+    object now stands in that region) or is unknown, the jump ends the match."""
+    def run(depth_after):
+        tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+        sliver, whole = rectangle(120, 160, 0, 40, 30, 80), rectangle(120, 160, 0, 40, 40, 80)
+        before = np.full((120, 160), 2.0, np.float32)
+        [first] = tracker.update(sliver[None], [np.array([-1.0, 0.0, 2.0])], depth=before)
+        after = None if depth_after is None else np.full((120, 160), depth_after, np.float32)
+        return first, tracker.update(whole[None], [np.array([-0.5, 0.0, 2.0])], depth=after)[0]
+
+    first, now = run(2.0)
+    assert now == first
+    first, now = run(1.5)
+    assert now != first
+    first, now = run(None)
+    assert now != first
+
+
 def test_prompts_follow_the_motion_onto_the_object():
     """A 30x30 square moving 12 px right per frame, found by a prompt near its corner: the prompts for
     the next frame (its deepest cell and the prompt that found it, both moved) lie inside it there; the
@@ -179,11 +199,28 @@ def test_twin_tracks_of_one_object_merge_into_the_older():
     assert ids == [older] * 3 and [t.id for t in tracker.tracks] == [older]
 
 
+def test_two_objects_one_mask_spanned_for_a_frame_keep_their_ids():
+    """Two objects side by side, each with its track; for one frame the first one's prompt gives a mask
+    spanning both (under-segmentation, same depth). Their masks lay apart, so the second track is no twin
+    of the first: it waits and gets its object back when the two are segmented apart again."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
+    left, right = rectangle(120, 160, 20, 40, 60, 80), rectangle(120, 160, 62, 40, 102, 80)
+    centres = [np.array([-0.1, 0.0, 2.0]), np.array([0.1, 0.0, 2.0])]
+    depth = np.full((120, 160), 2.0, np.float32)
+    first = tracker.update(torch.stack([left, right]), centres, depth=depth)
+    again = tracker.update(torch.stack([left, right]), centres, claims=[[first[0]], [first[1]]], depth=depth)
+    [spanning] = tracker.update((left | right)[None], [np.array([0.0, 0.0, 2.0])], claims=[[first[0]]], depth=depth)
+    apart = tracker.update(torch.stack([left, right]), centres, claims=[[first[0]], [first[1]]], depth=depth)
+    assert again == first and spanning == first[0]
+    assert apart == first
+
+
 def test_an_object_passing_in_front_of_another_is_no_twin_of_it():
     """A mover passes in front of a still object and hides it: its mask, made by its own prompt, covers
     the hidden track's predicted mask as a twin's would, but nearer the camera. The mover keeps its id,
     the hidden track waits, and the still object gets its id back when it reappears. Without depth the
-    older (hidden) track would take the mover's mask, as twins merge into the older."""
+    older (hidden) track would take the mover's mask once the mover's last mask lay over the hidden one's
+    (a whole over its part), as twins merge into the older."""
     def depth_of(*objects):
         depth = np.full((120, 160), 3.0, np.float32)
         for mask, z in objects:
@@ -210,7 +247,8 @@ def test_an_object_passing_in_front_of_another_is_no_twin_of_it():
     assert [f["mover"] for f in frames] == [frames[0]["mover"]] * 6
     assert frames[4]["still"] == frames[5]["still"] == frames[0]["still"] != frames[0]["mover"]
     blind = run(with_depth=False)
-    assert blind[2]["mover"] == blind[0]["still"]  # without depth the hidden (older) track takes the mover's mask
+    # without depth the hidden (older) track takes the mover's mask once the mover was last seen over it
+    assert blind[3]["mover"] == blind[0]["still"]
 
 
 def test_a_whole_object_keeps_its_id_when_its_part_fits_the_track_better():
