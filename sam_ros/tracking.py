@@ -13,9 +13,10 @@ with the shifted mask (gated by ``min_iou``). Beyond the distance gate a mask th
 (IoU >= ``SAME_REGION_IOU``) at the track's own depth still matches, after every match within the gate:
 a centroid jumps when an object comes into view or a mask grows from a part to the whole. A mask
 made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
-it and it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
-neighbour the prompt slipped onto is refused); the best claimant wins. The rest are matched as
-above. Two tracks of one object (twins: one's predicted mask lies mostly inside the mask the other's
+it, it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
+neighbour the prompt slipped onto is refused) and the depth there is still the track's own, moved at
+its velocity (a prompt that slipped onto a nearer object hiding the track's is refused too); the best
+claimant wins. The rest are matched as above. Two tracks of one object (twins: one's predicted mask lies mostly inside the mask the other's
 own prompt made, within the gate, and the depth there is still the twin's) merge into the older; an
 object that passes in front of another also covers its predicted mask, but nearer the camera, so the
 hidden object's track waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
@@ -216,7 +217,7 @@ class ObjectTracker:
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
         claimed = [(i, index_of[c]) for i, ids_i in enumerate(claims or []) for c in ids_i if c in index_of]
         claimed_cost = np.array([cost[i, j] if overlap[i, j] >= self.min_iou and self._roles[i] == self.tracks[j].role
-                                 else np.inf for i, j in claimed])
+                                 and self._same_surface(j, i, compact) else np.inf for i, j in claimed])
         for k in np.argsort(claimed_cost, kind="stable"):  # the best claimant of a track keeps its id
             i, j = claimed[k]
             if np.isfinite(claimed_cost[k]) and not ids[i] and j not in matched:
@@ -320,9 +321,12 @@ class ObjectTracker:
         return change is not None and change <= TWIN_DEPTH_CHANGE
 
     def _depth_change(self, k: int, i: int, compact: torch.Tensor) -> float | None:
-        """How much the depth under track ``k``'s predicted mask, inside mask ``i``, moved from the track's own,
-        as a share of it; None when either is unknown."""
-        before = self.tracks[k].depth
+        """How much the depth under track ``k``'s predicted mask, inside mask ``i``, differs from the track's
+        own (moved at its velocity), as a share of it; None when either is unknown."""
+        track = self.tracks[k]
+        before = track.depth
+        if before is not None and track.velocity is not None:
+            before += float(track.velocity[2]) * (1 + track.age)
         now = median_depth(self._depth, self._predicted[k] & compact[i])
         return None if before is None or now is None else abs(now - before) / max(before, 1e-9)
 

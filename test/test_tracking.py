@@ -108,6 +108,39 @@ def test_a_mask_over_the_predicted_one_at_the_tracks_depth_keeps_its_id_beyond_t
     assert now != first
 
 
+def test_a_prompt_that_slipped_onto_an_occluder_does_not_claim_it():
+    """An object moves behind a nearer one; its track's prompt lands on the occluder and gives the
+    occluder's mask, the object's visible rest is found by another prompt. The depth under the track's
+    predicted mask is now the occluder's, nearer than the track's own, so the claim is refused: each keeps
+    its id (without depth the claim would hand the occluder the hidden object's id)."""
+    def run(with_depth):
+        tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
+        near = rectangle(120, 160, 70, 30, 110, 90)
+        far = [rectangle(120, 160, 20 + 15 * k, 40, 60 + 15 * k, 80) for k in range(3)]
+        centre_near = np.array([0.15, 0.0, 1.9])
+        centre_far = [np.array([-0.2 + 0.08 * k, 0.0, 2.05]) for k in range(3)]
+        ids = []
+        for k in range(3):
+            visible_far = far[k] & ~near
+            depth = np.full((120, 160), 4.0, np.float32)
+            depth[far[k].numpy()] = 2.05
+            depth[near.numpy()] = 1.9
+            if k < 2:
+                claims = [ids[-1][:1], ids[-1][1:]] if ids else None
+                ids.append(tracker.update(torch.stack([visible_far, near]), [centre_far[k], centre_near],
+                                          claims=claims, depth=depth if with_depth else None))
+            else:  # the far track's prompt gave the occluder's mask; its rest came from another prompt
+                now = tracker.update(torch.stack([near, visible_far]), [centre_near, centre_far[k]],
+                                     claims=[[ids[-1][0]], []], depth=depth if with_depth else None)
+                ids.append(now[::-1])
+        return ids
+
+    ids = run(with_depth=True)
+    assert ids[2] == ids[1] == ids[0]
+    blind = run(with_depth=False)
+    assert blind[2][1] == blind[0][0]  # without depth the occluder takes the hidden object's id
+
+
 def test_prompts_follow_the_motion_onto_the_object():
     """A 30x30 square moving 12 px right per frame, found by a prompt near its corner: the prompts for
     the next frame (its deepest cell and the prompt that found it, both moved) lie inside it there; the
