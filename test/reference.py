@@ -55,13 +55,16 @@ def seeded_state_dict(seed: int = 0) -> dict:
 
 
 class _SharedEncoder(torch.nn.Module):
-    """Our image encoder behind the attribute the reference predictor reads (``img_size``)."""
+    """Our image encoder behind the attribute the reference predictor reads (``img_size``). An encoder
+    with a depth input gets a zero depth channel, as the pipeline gives it for a frame without depth."""
 
-    def __init__(self, encoder: torch.nn.Module, img_size: int) -> None:
+    def __init__(self, encoder: torch.nn.Module, img_size: int, depth_input: bool = False) -> None:
         super().__init__()
-        self.encoder, self.img_size = encoder, img_size
+        self.encoder, self.img_size, self.depth_input = encoder, img_size, depth_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.depth_input:
+            x = torch.cat([x, x.new_zeros(x.shape[0], 1, *x.shape[2:])], dim=1)
         return self.encoder(x)
 
 
@@ -72,12 +75,13 @@ def reference_sam_around(model):
     from mobile_sam.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     dim = model.prompt_encoder.embed_dim
-    emb = model.image_encoder(torch.zeros(1, 3, model.img_size, model.img_size)).shape[-1]
+    encoder = _SharedEncoder(model.image_encoder, model.img_size, model.depth_input)
+    emb = encoder(torch.zeros(1, 3, model.img_size, model.img_size)).shape[-1]
     decoder = model.mask_decoder
     block = decoder.transformer.layers[0]
     transformer = TwoWayTransformer(depth=len(decoder.transformer.layers), embedding_dim=dim,
                                     num_heads=block.self_attn.num_heads, mlp_dim=block.mlp.lin1.out_features)
-    reference = Sam(image_encoder=_SharedEncoder(model.image_encoder, model.img_size),
+    reference = Sam(image_encoder=encoder,
                     prompt_encoder=PromptEncoder(embed_dim=dim, image_embedding_size=(emb, emb),
                                                  input_image_size=(model.img_size, model.img_size), mask_in_chans=16),
                     mask_decoder=MaskDecoder(num_multimask_outputs=3, transformer=transformer, transformer_dim=dim,

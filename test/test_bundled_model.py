@@ -20,7 +20,8 @@ SCENES = (0, 1)
 @pytest.fixture(scope="module")
 def segmenter():
     model, config = load_sam("bundled")
-    assert config == dataclasses.replace(TINY, img_size=config.img_size)  # fine-tuned at a larger input
+    # fine-tuned at a larger input, with the aligned depth as a fourth encoder channel
+    assert config == dataclasses.replace(TINY, img_size=config.img_size, depth_input=True)
     config = SamRosConfig.from_yaml(BUNDLED_PARAMS).replace(device="cpu", dtype="float32")
     return Segmenter(config, model=model)
 
