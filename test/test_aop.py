@@ -211,7 +211,7 @@ def test_predictor_learns_the_teachers_essential_prompts():
     teacher = Segmenter(SamRosConfig.from_yaml(BUNDLED_PARAMS).replace(device="cpu", grid_size=8, min_area=0))
     frames = [(render(sample_scene(np.random.default_rng(i)), Intrinsics.default(160, 120)).rgb, None) for i in range(6)]
     data = teacher_data(teacher, frames)
-    cells = teacher.model.image_encoder(torch.zeros(1, 3, teacher.model.img_size, teacher.model.img_size)).shape[-1]
+    cells = teacher.model.prompt_encoder.image_embedding_size[0]
     assert data.embeddings.shape == (6, TINY.prompt_embed_dim, cells, cells)
     size, upscale = pcm_size(teacher)
     assert data.size == size and all(len(p) > 0 and len(p) == len(c) for p, c in zip(data.prompts, data.centres))

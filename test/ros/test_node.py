@@ -182,14 +182,16 @@ def cloud_and_objects(camera, scene):
 
 
 def forget_tracks(node, camera, scene):
-    """A blank frame with track_max_age 0 ends all tracks: the next objects' ids differ from their mask ids."""
+    """A blank frame (black, and a flat wall in depth, as the model sees depth too) with track_max_age 0 ends
+    all tracks: the next objects' ids differ from their mask ids."""
     default = node.config.track_max_age
     assert node.set_parameters([Parameter("track_max_age", value=0)])[0].successful
     try:
         header = camera.next_header()
         blank = np.zeros_like(scene.rgb)
         assert wait_for(lambda: header_ns(header) in camera.masks, timeout=120,
-                        action=camera.send(blank, to_16uc1_mm(scene.depth), "16UC1", scene, header), action_every=10)
+                        action=camera.send(blank, to_16uc1_mm(np.full_like(scene.depth, 3.0)), "16UC1", scene, header),
+                        action_every=10)
     finally:
         node.set_parameters([Parameter("track_max_age", value=default)])
 
