@@ -16,10 +16,12 @@ made by a track's own temporal prompt *claims* that track and keeps its id when 
 it, it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused) and the depth there is still the track's own, moved at
 its velocity (a prompt that slipped onto a nearer object hiding the track's is refused too); the best
-claimant wins. The rest are matched as above. Two tracks of one object (twins: one's predicted mask lies mostly inside the mask the other's
-own prompt made, within the gate, and the depth there is still the twin's) merge into the older; an
-object that passes in front of another also covers its predicted mask, but nearer the camera, so the
-hidden object's track waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
+claimant wins. The rest are matched as above. Two tracks of one object (twins: their masks covered one
+region where last seen, one's predicted mask lies mostly inside the mask the other's own prompt made,
+within the gate, and the depth there is still the twin's) merge into the older; an object that passes in
+front of another also covers its predicted mask, but nearer the camera, so the hidden object's track
+waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age``
+frames end.
 
 Masks have roles (a whole object, a part of one, structure) when the scene stage has judged them. A
 user follows whole objects' ids, and one object often gives a whole and a part that both fit its track:
@@ -49,7 +51,8 @@ class Role(IntEnum):
     STRUCTURE = 2
 
 
-ROLE_CHANGE_COST = 2.0  # added to a match's cost (at most 1 within the gate, 1.5 beyond it) when the mask's role is not the track's
+# added to a match's cost (at most 1 within the gate, 1.5 beyond it) when the mask's role is not the track's
+ROLE_CHANGE_COST = 2.0
 
 
 @dataclass
@@ -309,16 +312,11 @@ class ObjectTracker:
         smaller = min(int(a.sum()), int(b.sum()))
         return smaller > 0 and int((a & b).sum()) >= TWIN_SHARE * smaller
 
-    def _same_surface(self, k: int, i: int, compact: torch.Tensor) -> bool:
+    def _same_surface(self, k: int, i: int, compact: torch.Tensor, unknown: bool = True) -> bool:
         """Whether the depth under track ``k``'s predicted mask, inside mask ``i``, is still the track's own
-        (True when either is unknown)."""
+        (``unknown`` when either depth is unknown)."""
         change = self._depth_change(k, i, compact)
-        return change is None or change <= TWIN_DEPTH_CHANGE
-
-    def _on_own_surface(self, k: int, i: int, compact: torch.Tensor) -> bool:
-        """Like ``_same_surface``, but only where the depth is known on both sides."""
-        change = self._depth_change(k, i, compact)
-        return change is not None and change <= TWIN_DEPTH_CHANGE
+        return unknown if change is None else change <= TWIN_DEPTH_CHANGE
 
     def _depth_change(self, k: int, i: int, compact: torch.Tensor) -> float | None:
         """How much the depth under track ``k``'s predicted mask, inside mask ``i``, differs from the track's
@@ -379,7 +377,7 @@ class ObjectTracker:
                                          np.linalg.norm(centroids[i] - track.centroid)))
                     if distance <= self.max_distance:
                         cost[i, j] = distance / max(self.max_distance, 1e-9)
-                    elif iou[i, j] >= SAME_REGION_IOU and self._on_own_surface(j, i, compact):
+                    elif iou[i, j] >= SAME_REGION_IOU and self._same_surface(j, i, compact, unknown=False):
                         cost[i, j] = 2.0 - iou[i, j]
                 elif iou[i, j] >= self.min_iou:
                     cost[i, j] = 1.0 - iou[i, j]
