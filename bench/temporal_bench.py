@@ -44,10 +44,12 @@ from sam_ros.pipeline import Segmenter  # noqa: E402
 from sam_ros.scene.stage import OBJECT  # noqa: E402
 from sam_ros.synthetic.noise import add_depth_noise, to_16uc1_mm  # noqa: E402
 from sam_ros.synthetic.render import Intrinsics, render  # noqa: E402
+from sam_ros.synthetic.rich import footprint, polygons_overlap  # noqa: E402
 from sam_ros.synthetic.scene import OBJECT_TEXTURES, sample_scene  # noqa: E402
 
 MIN_VISIBLE_PX = 400  # ground-truth objects smaller than this in a frame are not counted
 HALF_FOV = 0.52       # tan of half the default camera's horizontal field of view
+MAX_DRAWS = 200       # draws of a classic sequence's motion before giving up on a collision-free one
 
 
 def rich_sequence(seed: int, frames: int):
@@ -65,10 +67,26 @@ def rich_sequence(seed: int, frames: int):
 def moving_sequence(seed: int, frames: int, fps: float = 5.0):
     """The classic scenes, set in motion here: (rgb, depth_mm, labels, ids, enterer) per frame: movers, a
     leaver (the object nearest a side walks out by mid-sequence) and an enterer (walks in from the other
-    side, fully in view after about a third)."""
+    side, fully in view after about a third). Solid objects do not pass through one another: a draw whose
+    footprints overlap in any frame is drawn again (the first draw of each seed is kept when it is free)."""
     rng = np.random.default_rng(seed)
+    for _ in range(MAX_DRAWS):
+        spec, velocities, enterer_id = _draw_motion(rng, frames / fps)
+        if not _collides(spec, velocities, frames, fps):
+            break
+    else:
+        raise RuntimeError(f"seed {seed}: no draw of {MAX_DRAWS} moves its objects without collisions")
+    out = []
+    for index in range(frames):
+        scene = render(spec.moved(velocities, dt=index / fps), Intrinsics.default())
+        out.append((scene.rgb, to_16uc1_mm(add_depth_noise(scene.depth, rng)), scene.labels,
+                    [o.id for o in spec.objects], enterer_id))
+    return out
+
+
+def _draw_motion(rng: np.random.Generator, duration: float):
+    """A classic scene with its objects' floor velocities (m/s) and the enterer's id."""
     spec = sample_scene(rng, n_objects=(3, 5), depth_range=(1.3, 2.6))
-    duration = frames / fps
     velocities = {o.id: tuple(float(v) for v in rng.uniform(-0.1, 0.1, 2)) for o in spec.objects}
     leaver = max(spec.objects, key=lambda o: abs(o.center[0]) / o.center[2])
     side = np.sign(leaver.center[0]) or 1.0
@@ -82,13 +100,17 @@ def moving_sequence(seed: int, frames: int, fps: float = 5.0):
                       texture=OBJECT_TEXTURES[(OBJECT_TEXTURES.index(template.texture) + 1) % len(OBJECT_TEXTURES)],
                       tint=tuple(float(t) for t in rng.uniform(0.6, 1.2, 3)))
     velocities[enterer.id] = ((enter_x - start_x) / (duration / 3), 0.0)
-    spec = replace(spec, objects=spec.objects + (enterer,))
-    out = []
+    return replace(spec, objects=spec.objects + (enterer,)), velocities, enterer.id
+
+
+def _collides(spec, velocities: dict, frames: int, fps: float) -> bool:
+    """Whether any two objects' footprints on the floor overlap in any frame."""
     for index in range(frames):
-        scene = render(spec.moved(velocities, dt=index / fps), Intrinsics.default())
-        out.append((scene.rgb, to_16uc1_mm(add_depth_noise(scene.depth, rng)), scene.labels,
-                    [o.id for o in spec.objects], enterer.id))
-    return out
+        moved = spec.moved(velocities, dt=index / fps).objects
+        feet = [footprint(o.shape, (o.center[0], o.center[2]), o.size, o.yaw) for o in moved]
+        if any(polygons_overlap(a, b) for k, a in enumerate(feet) for b in feet[k + 1:]):
+            return True
+    return False
 
 
 def best_matches(pred: np.ndarray, labels: np.ndarray, ids: list[int]) -> dict[int, tuple[int, float]]:

@@ -6,18 +6,19 @@ never holds a frame's mask tensor, so no GPU memory outlives the frame that made
 
 Each track predicts where it is now at constant velocity: its centroid moved by its 3D velocity, its
 downsampled mask shifted by its image motion (per frame, times the frames since it was seen).
-Matching is greedy over a cost: distance from the predicted centroid, or from the last one when that
-is nearer (a velocity measured on one jump of a mask's centroid, then extrapolated over missed frames,
-would lose a still object), when both have valid depth (gated by ``max_distance``), otherwise 1 - IoU
-with the shifted mask (gated by ``min_iou``). Beyond the distance gate a mask that covers the shifted mask
+Matching is greedy over a cost: when both have valid depth, the distance from the predicted centroid, or
+from the last one when that is nearer (a velocity measured on one jump of a mask's centroid, then
+extrapolated over missed frames, would lose a still object), gated by ``max_distance`` and averaged with
+1 - IoU with the shifted mask (when an object's mask splits, the piece that covers its region keeps the id,
+not the piece whose centroid happens to lie nearer); otherwise 1 - IoU alone (gated by ``min_iou``). Beyond the distance gate a mask that covers the shifted mask
 (IoU >= ``SAME_REGION_IOU``) at the track's own depth still matches, after every match within the gate:
 a centroid jumps when an object comes into view or a mask grows from a part to the whole. A mask
 made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
 it, it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused) and the depth there is still the track's own, moved at
 its velocity (a prompt that slipped onto a nearer object hiding the track's is refused too); the best
-claimant wins. The rest are matched as above. Two tracks of one object (twins: their masks covered one
-region where last seen, one's predicted mask lies mostly inside the mask the other's own prompt made,
+claimant wins. The rest are matched as above. Two tracks of one object (twins: last seen in one frame,
+their masks covering one region, one's predicted mask lies mostly inside the mask the other's own prompt made,
 within the gate, and the depth there is still the twin's) merge into the older; an object that passes in
 front of another also covers its predicted mask, but nearer the camera, so the hidden object's track
 waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age``
@@ -188,7 +189,8 @@ class ObjectTracker:
         self._roles: list[Role] = []  # this update's mask roles
         self._depth: torch.Tensor | None = None  # this update's compact depth (metres, NaN where invalid)
         self._predicted: list[torch.Tensor] = []  # each track's predicted mask, as it was before this update
-        self._last_masks: list[torch.Tensor] = []  # ... and its last mask
+        self._last_masks: list[torch.Tensor] = []  # ... its last mask
+        self._ages: list[int] = []  # ... and the frames since it was seen
         self._next_id = 1
 
     def update(self, masks: torch.Tensor, centroids: list[np.ndarray | None],
@@ -213,6 +215,7 @@ class ObjectTracker:
         self._depth = compact_depth(depth) if depth is not None else None
         self._predicted = [t.predicted_mask(frame_size) for t in self.tracks]  # before any track is renewed
         self._last_masks = [t.mask for t in self.tracks]
+        self._ages = [t.age for t in self.tracks]
         overlap, inside = self._overlap(compact)
         cost = self._cost(overlap, centroids, compact)
         ids = [0] * n
@@ -302,12 +305,14 @@ class ObjectTracker:
         return ended
 
     def _nested(self, j: int, k: int) -> bool:
-        """Whether tracks ``j`` and ``k`` covered one region where they were last seen: the smaller mask lies
-        at least ``TWIN_SHARE`` inside the larger. Twins are a whole and its part, or two near copies; two
-        tracks whose masks lay apart are two objects even when one mask now spans both (an under-segmentation,
-        or one moving next to the other: so the masks where they were seen, not where they are predicted)."""
+        """Whether tracks ``j`` and ``k`` were last seen in the same frame, covering one region: the smaller
+        mask lies at least ``TWIN_SHARE`` inside the larger. Twins are a whole and its part, or two near copies,
+        kept in one frame; two tracks whose masks lay apart are two objects even when one mask now spans both
+        (an under-segmentation, or one moving next to the other: so the masks where they were seen, not where
+        they are predicted), and so are two tracks last seen in different frames (one's mask grew over the
+        other's object while that object went unseen)."""
         a, b = self._last_masks[j], self._last_masks[k]
-        if a.shape != b.shape:
+        if a.shape != b.shape or self._ages[j] != self._ages[k]:
             return False
         smaller = min(int(a.sum()), int(b.sum()))
         return smaller > 0 and int((a & b).sum()) >= TWIN_SHARE * smaller
@@ -362,8 +367,8 @@ class ObjectTracker:
         return iou, inside
 
     def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None], compact: torch.Tensor) -> np.ndarray:
-        """(N, tracks) match cost: distance (to the nearer of the predicted and the last centroid) /
-        ``max_distance`` (or 1 - IoU without depth) within the gate; beyond the distance gate, 2 - IoU where
+        """(N, tracks) match cost: the mean of distance (to the nearer of the predicted and the last centroid) /
+        ``max_distance`` and 1 - IoU within the gate (1 - IoU alone without depth); beyond the gate, 2 - IoU where
         the mask covers the predicted one (IoU >= ``SAME_REGION_IOU``) on the track's own surface (a
         centroid jumps when an object comes into view or a mask's depth changes, its region does not);
         infinite otherwise; plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
@@ -376,7 +381,7 @@ class ObjectTracker:
                     distance = float(min(np.linalg.norm(centroids[i] - predicted),
                                          np.linalg.norm(centroids[i] - track.centroid)))
                     if distance <= self.max_distance:
-                        cost[i, j] = distance / max(self.max_distance, 1e-9)
+                        cost[i, j] = (distance / max(self.max_distance, 1e-9) + 1.0 - iou[i, j]) / 2
                     elif iou[i, j] >= SAME_REGION_IOU and self._same_surface(j, i, compact, unknown=False):
                         cost[i, j] = 2.0 - iou[i, j]
                 elif iou[i, j] >= self.min_iou:
