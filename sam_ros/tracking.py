@@ -9,17 +9,18 @@ downsampled mask shifted by its image motion (per frame, times the frames since 
 Matching is greedy over a cost: when both have valid depth, the distance from the predicted centroid, or
 from the last one when that is nearer (a velocity measured on one jump of a mask's centroid, then
 extrapolated over missed frames, would lose a still object), gated by ``max_distance`` and averaged with
-1 - IoU with the shifted mask (when an object's mask splits, the piece that covers its region keeps the id,
-not the piece whose centroid happens to lie nearer); otherwise 1 - IoU alone (gated by ``min_iou``). Beyond the distance gate a mask that covers the shifted mask
-(IoU >= ``SAME_REGION_IOU``) at the track's own depth still matches, after every match within the gate:
-a centroid jumps when an object comes into view or a mask grows from a part to the whole. A mask
+1 - IoU with the shifted mask (when an object's mask splits, the piece that covers its region keeps the
+id, not the piece whose centroid happens to lie nearer); otherwise 1 - IoU alone (gated by ``min_iou``).
+Beyond the distance gate a mask that covers the shifted mask (IoU >= ``SAME_REGION_IOU``) at the track's
+own depth still matches, after every match within the gate: a centroid jumps when an object comes into
+view or a mask grows from a part to the whole. A mask
 made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
 it, it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused) and the depth there is still the track's own, moved at
 its velocity (a prompt that slipped onto a nearer object hiding the track's is refused too); the best
 claimant wins. The rest are matched as above. Two tracks of one object (twins: last seen in one frame,
-their masks covering one region, one's predicted mask lies mostly inside the mask the other's own prompt made,
-within the gate, and the depth there is still the twin's) merge into the older; an object that passes in
+their masks covering one region; one's predicted mask lies mostly inside the mask the other's own prompt
+made, within the gate, and the depth there is still the twin's) merge into the older; an object that passes in
 front of another also covers its predicted mask, but nearer the camera, so the hidden object's track
 waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age``
 frames end.
@@ -367,9 +368,9 @@ class ObjectTracker:
         return iou, inside
 
     def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None], compact: torch.Tensor) -> np.ndarray:
-        """(N, tracks) match cost: the mean of distance (to the nearer of the predicted and the last centroid) /
-        ``max_distance`` and 1 - IoU within the gate (1 - IoU alone without depth); beyond the gate, 2 - IoU where
-        the mask covers the predicted one (IoU >= ``SAME_REGION_IOU``) on the track's own surface (a
+        """(N, tracks) match cost: within the gate, the mean of distance (to the nearer of the predicted and
+        the last centroid) / ``max_distance`` and 1 - IoU (1 - IoU alone without depth); beyond the gate,
+        2 - IoU where the mask covers the predicted one (IoU >= ``SAME_REGION_IOU``) on the track's own surface (a
         centroid jumps when an object comes into view or a mask's depth changes, its region does not);
         infinite otherwise; plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
         n = iou.shape[0]

@@ -308,7 +308,8 @@ def test_a_mask_over_the_tracks_region_wins_over_a_nearer_centroid():
     (what the object mostly is) keeps the id; by distance alone the top would take it and the body would
     start a new track."""
     tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
-    whole, top, body = rectangle(120, 160, 40, 20, 80, 80), rectangle(120, 160, 40, 20, 80, 38), rectangle(120, 160, 40, 40, 80, 80)
+    whole, top = rectangle(120, 160, 40, 20, 80, 80), rectangle(120, 160, 40, 20, 80, 38)
+    body = rectangle(120, 160, 40, 40, 80, 80)
     [track] = tracker.update(whole[None], [np.array([0.0, 0.0, 2.0])], roles=[Role.WHOLE])
     ids = tracker.update(torch.stack([top, body]), [np.array([0.0, -0.1, 2.0]), np.array([0.0, 0.12, 2.0])],
                          roles=[Role.WHOLE, Role.WHOLE])
