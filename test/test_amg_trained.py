@@ -94,12 +94,14 @@ def test_same_masks_as_the_reference_amg(model, image, setting):
     if SETTINGS[setting].get("crop_n_layers"):
         assert len(crops) >= 3, "masks from several crops should survive"
     # Stability is measured on the low-res logits (the reference: at frame size), so one mask at a threshold's
-    # edge may fall either side of it.
-    assert abs(len(result) - len(expected)) <= max(1, 0.05 * len(expected))
+    # edge may fall either side of it (a tiny one most of all: an 81-pixel mask of the shipped model has
+    # stability 0.44 on the low-res logits and 0.56 at frame size, about the test's 0.5).
+    slack = max(1, 0.05 * len(expected))
+    assert abs(len(result) - len(expected)) <= slack
     pairs = match(expected, result)
     good = [ours is not None and iou >= 0.9 and ours.crop_box == tuple(record["crop_box"])
             for record, ours, iou in pairs]
-    assert sum(good) >= 0.95 * len(expected), f"{sum(good)} of {len(expected)} matched"
+    assert sum(good) >= len(expected) - slack, f"{sum(good)} of {len(expected)} matched"
 
 
 def test_nms_on_overlapping_masks_equals_plain_loops(model, image):
