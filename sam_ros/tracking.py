@@ -20,9 +20,9 @@ neighbour the prompt slipped onto is refused) and the depth there is still the t
 its velocity (a prompt that slipped onto a nearer object hiding the track's is refused too); the best
 claimant wins. The rest are matched as above. Two tracks of one object (twins: last seen in one frame,
 their masks covering one region; one's predicted mask lies mostly inside the mask the other's own prompt
-made, within the gate, and the depth there is still the twin's) merge into the older; an object that passes in
-front of another also covers its predicted mask, but nearer the camera, so the hidden object's track
-waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age``
+made, within the gate, and the depth there is still the twin's) merge into the older; an object that
+passes in front of another also covers its predicted mask, but nearer the camera, so the hidden object's
+track waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age``
 frames end.
 
 Masks have roles (a whole object, a part of one, structure) when the scene stage has judged them. A
@@ -190,8 +190,7 @@ class ObjectTracker:
         self._roles: list[Role] = []  # this update's mask roles
         self._depth: torch.Tensor | None = None  # this update's compact depth (metres, NaN where invalid)
         self._predicted: list[torch.Tensor] = []  # each track's predicted mask, as it was before this update
-        self._last_masks: list[torch.Tensor] = []  # ... its last mask
-        self._ages: list[int] = []  # ... and the frames since it was seen
+        self._seen: list[Track] = []  # ... and the track as last seen (renewal replaces a track, never edits it)
         self._next_id = 1
 
     def update(self, masks: torch.Tensor, centroids: list[np.ndarray | None],
@@ -215,8 +214,7 @@ class ObjectTracker:
             raise ValueError(f"depth {np.shape(depth)} is not the masks' size {frame_size}")
         self._depth = compact_depth(depth) if depth is not None else None
         self._predicted = [t.predicted_mask(frame_size) for t in self.tracks]  # before any track is renewed
-        self._last_masks = [t.mask for t in self.tracks]
-        self._ages = [t.age for t in self.tracks]
+        self._seen = list(self.tracks)
         overlap, inside = self._overlap(compact)
         cost = self._cost(overlap, centroids, compact)
         ids = [0] * n
@@ -312,8 +310,8 @@ class ObjectTracker:
         (an under-segmentation, or one moving next to the other: so the masks where they were seen, not where
         they are predicted), and so are two tracks last seen in different frames (one's mask grew over the
         other's object while that object went unseen)."""
-        a, b = self._last_masks[j], self._last_masks[k]
-        if a.shape != b.shape or self._ages[j] != self._ages[k]:
+        a, b = self._seen[j].mask, self._seen[k].mask
+        if a.shape != b.shape or self._seen[j].age != self._seen[k].age:
             return False
         smaller = min(int(a.sum()), int(b.sum()))
         return smaller > 0 and int((a & b).sum()) >= TWIN_SHARE * smaller
@@ -370,9 +368,9 @@ class ObjectTracker:
     def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None], compact: torch.Tensor) -> np.ndarray:
         """(N, tracks) match cost: within the gate, the mean of distance (to the nearer of the predicted and
         the last centroid) / ``max_distance`` and 1 - IoU (1 - IoU alone without depth); beyond the gate,
-        2 - IoU where the mask covers the predicted one (IoU >= ``SAME_REGION_IOU``) on the track's own surface (a
-        centroid jumps when an object comes into view or a mask's depth changes, its region does not);
-        infinite otherwise; plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
+        2 - IoU where the mask covers the predicted one (IoU >= ``SAME_REGION_IOU``) on the track's own
+        surface (a centroid jumps when an object comes into view or a mask's depth changes, its region does
+        not); infinite otherwise; plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
         n = iou.shape[0]
         cost = np.full((n, len(self.tracks)), np.inf)
         for j, track in enumerate(self.tracks):
