@@ -5,19 +5,21 @@ downsampled mask (``TRACK_MASK_SIDE`` cells on the long side, on the host) and i
 never holds a frame's mask tensor, so no GPU memory outlives the frame that made it.
 
 Each track predicts where it is now at constant velocity: its centroid moved by its 3D velocity, its
-downsampled mask shifted by its image motion (per frame, times the frames since it was seen).
-Matching is greedy over a cost: when both have valid depth, the distance from the predicted centroid, or
-from the last one when that is nearer (a velocity measured on one jump of a mask's centroid, then
-extrapolated over missed frames, would lose a still object), gated by ``max_distance`` and averaged with
-1 - IoU with the shifted mask (when an object's mask splits, the piece that covers its region keeps the
-id, not the piece whose centroid happens to lie nearer); otherwise 1 - IoU alone (gated by ``min_iou``).
-Beyond the distance gate a mask that covers the shifted mask (IoU >= ``SAME_REGION_IOU``) at the track's
-own depth still matches, after every match within the gate: a centroid jumps when an object comes into
-view or a mask grows from a part to the whole. A mask
-made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows
-it, it overlaps the shifted mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
+downsampled mask shifted by its image motion (per frame, times the frames since it was seen). The image
+motion is that of the box edge that moved least (an occluder or the frame's border clips one edge while
+the other moves with the object). Matching is greedy over a cost: when both have valid depth, the
+distance from the predicted centroid, or from the last one when that is nearer (a velocity measured on
+one jump of a mask's centroid, then extrapolated over missed frames, would lose a still object), gated
+by ``max_distance`` plus the track's speed for every frame it went unseen (up to twice ``max_distance``),
+averaged with 1 - IoU with the shifted mask or the last one, whichever overlaps more (when an object's
+mask splits, the piece that covers its region keeps the id, not the piece whose centroid happens to lie
+nearer); otherwise 1 - IoU alone (gated by ``min_iou``). Beyond the distance gate a mask that covers the track's mask
+(IoU >= ``SAME_REGION_IOU``) at the track's own depth still matches, after every match within the gate:
+a centroid jumps when an object comes into view or a mask grows from a part to the whole. A mask made
+by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows it, it
+overlaps the track's mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
 neighbour the prompt slipped onto is refused) and the depth there is still the track's own, moved at
-its velocity (a prompt that slipped onto a nearer object hiding the track's is refused too); the best
+the rate it changed (a prompt that slipped onto a nearer object hiding the track's is refused too); the best
 claimant wins. The rest are matched as above. Two tracks of one object (twins: last seen in one frame,
 their masks covering one region; one's predicted mask lies mostly inside the mask the other's own prompt
 made, within the gate, and the depth there is still the twin's) merge into the older; an object that
@@ -69,6 +71,7 @@ class Track:
     velocity: np.ndarray | None = None  # 3D motion of the centroid per frame (metres)
     role: Role = Role.WHOLE       # what its last mask was
     depth: float | None = None    # median depth under its last mask (metres); None without valid depth or claims
+    depth_rate: float | None = None  # change of that median depth per frame (metres); None until seen twice
 
     def predicted_centroid(self) -> np.ndarray | None:
         """Where the centroid is expected now: moved at constant velocity over the frames since seen."""
@@ -324,11 +327,12 @@ class ObjectTracker:
 
     def _depth_change(self, k: int, i: int, compact: torch.Tensor) -> float | None:
         """How much the depth under track ``k``'s predicted mask, inside mask ``i``, differs from the track's
-        own (moved at its velocity), as a share of it; None when either is unknown."""
+        own (moved at the rate it changed, measured on depth itself: centroids may be in a target frame whose
+        z is not depth), as a share of it; None when either is unknown."""
         track = self.tracks[k]
         before = track.depth
-        if before is not None and track.velocity is not None:
-            before += float(track.velocity[2]) * (1 + track.age)
+        if before is not None and track.depth_rate is not None:
+            before += track.depth_rate * (1 + track.age)
         now = median_depth(self._depth, self._predicted[k] & compact[i])
         return None if before is None or now is None else abs(now - before) / max(before, 1e-9)
 
@@ -336,50 +340,67 @@ class ObjectTracker:
                centroids: list[np.ndarray | None]) -> int:
         """Track ``j`` seen again as object ``i``: its state becomes the object's, its motion the change."""
         track = self.tracks[j]
-        centre_before, centre_now = _box_centre(track.box), _box_centre(boxes[i])
-        motion = (centre_now - centre_before) / (1 + track.age)
-        velocity = track.velocity
+        motion = box_motion(track.box, boxes[i]) / (1 + track.age)
+        velocity, depth_rate = track.velocity, track.depth_rate
         if centroids[i] is not None and track.centroid is not None:
             velocity = (centroids[i] - track.centroid) / (1 + track.age)
+        depth = median_depth(self._depth, compact[i])
+        if depth is not None and track.depth is not None:
+            depth_rate = (depth - track.depth) / (1 + track.age)
         self.tracks[j] = Track(track.id, centroids[i] if centroids[i] is not None else track.centroid,
                                compact[i], boxes[i], 0, motion, self._prompt(i), velocity, self._roles[i],
-                               median_depth(self._depth, compact[i]))
+                               depth, depth_rate)
         return track.id
 
     def _prompt(self, i: int) -> np.ndarray | None:
         return None if self._points is None else self._points[i]
 
     def _overlap(self, compact: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(N, tracks) IoU of this frame's compact masks with each track's predicted (shifted) mask, and the
-        share of that prediction inside each mask; both 0 for tracks of another camera geometry."""
+        """(N, tracks) IoU of this frame's compact masks with each track's predicted (shifted) mask or its last
+        one, whichever is larger (as distances take the nearer centroid: a motion measured on one change of
+        a mask's outline may be wrong), and the share of that mask inside each one; both 0 for tracks of
+        another camera geometry."""
         iou, inside = np.zeros((len(compact), len(self.tracks))), np.zeros((len(compact), len(self.tracks)))
         same = [j for j, t in enumerate(self.tracks) if t.mask.shape == compact.shape[1:]]
         if not len(compact) or not same:
             return iou, inside
-        predicted = torch.stack([self._predicted[j] for j in same]).flatten(1).float()
         current = compact.flatten(1).float()
-        inter = current @ predicted.T
-        predicted_area = predicted.sum(1)
-        union = current.sum(1)[:, None] + predicted_area[None, :] - inter
-        iou[:, same] = (inter / union.clamp(min=1)).numpy()
-        inside[:, same] = (inter / predicted_area.clamp(min=1)).numpy()
+        for masks in ([self._predicted[j] for j in same], [self._seen[j].mask for j in same]):
+            reference = torch.stack(masks).flatten(1).float()
+            inter = current @ reference.T
+            area = reference.sum(1)
+            union = current.sum(1)[:, None] + area[None, :] - inter
+            iou[:, same] = np.maximum(iou[:, same], (inter / union.clamp(min=1)).numpy())
+            inside[:, same] = np.maximum(inside[:, same], (inter / area.clamp(min=1)).numpy())
         return iou, inside
 
+    def _gate(self, track: Track) -> float:
+        """How far from its centroid a track's object may be now: ``max_distance``, plus the track's speed for
+        every frame it went unseen (its position was extrapolated that far from a velocity that a mask's
+        change of outline can bias, so the prediction is uncertain by as much), twice ``max_distance`` at
+        most (a speed measured on a sliver at the frame's border must not let a long-unseen track reach
+        across the room). The cost still counts the distance in ``max_distance``: a wider gate admits a
+        match, it does not make a far one cheap."""
+        speed = float(np.linalg.norm(track.velocity)) if track.velocity is not None else 0.0
+        return self.max_distance + min(speed * track.age, self.max_distance)
+
     def _cost(self, iou: np.ndarray, centroids: list[np.ndarray | None], compact: torch.Tensor) -> np.ndarray:
-        """(N, tracks) match cost: within the gate, the mean of distance (to the nearer of the predicted and
-        the last centroid) / ``max_distance`` and 1 - IoU (1 - IoU alone without depth); beyond the gate,
-        2 - IoU where the mask covers the predicted one (IoU >= ``SAME_REGION_IOU``) on the track's own
-        surface (a centroid jumps when an object comes into view or a mask's depth changes, its region does
-        not); infinite otherwise; plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
+        """(N, tracks) match cost: within the gate (``_gate``), the mean of distance (to the nearer of the
+        predicted and the last centroid) / ``max_distance`` and 1 - IoU (1 - IoU alone without depth);
+        beyond the gate, 2 - IoU where the mask covers the track's (IoU >= ``SAME_REGION_IOU``) on the
+        track's own surface (a centroid jumps when an object comes into view or a mask's depth changes, its
+        region does not); infinite otherwise; plus ``ROLE_CHANGE_COST`` when the mask's role is not the
+        track's."""
         n = iou.shape[0]
         cost = np.full((n, len(self.tracks)), np.inf)
         for j, track in enumerate(self.tracks):
             predicted = track.predicted_centroid()
+            gate = self._gate(track)
             for i in range(n):
                 if centroids[i] is not None and predicted is not None:
                     distance = float(min(np.linalg.norm(centroids[i] - predicted),
                                          np.linalg.norm(centroids[i] - track.centroid)))
-                    if distance <= self.max_distance:
+                    if distance <= gate:
                         cost[i, j] = (distance / max(self.max_distance, 1e-9) + 1.0 - iou[i, j]) / 2
                     elif iou[i, j] >= SAME_REGION_IOU and self._same_surface(j, i, compact, unknown=False):
                         cost[i, j] = 2.0 - iou[i, j]
@@ -390,5 +411,11 @@ class ObjectTracker:
         return cost
 
 
-def _box_centre(box: np.ndarray) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+def box_motion(before: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """Image motion (x, y) from one box to the next: per axis, the move of the edge that moved least, 0 when
+    the two edges moved opposite ways. An occluder or the frame's border clips one edge of a mask while the
+    other moves with the object, and a mask that grows from a part to the whole moves its edges apart: the
+    centre moves in both cases, the object need not."""
+    low, high = now[:2] - before[:2], now[2:] - before[2:]
+    same_way = np.sign(low) == np.sign(high)
+    return np.where(same_way, np.where(np.abs(low) <= np.abs(high), low, high), 0.0)

@@ -344,3 +344,93 @@ def test_a_change_of_camera_geometry_starts_new_tracks_without_error():
     [new] = tracker.update(wide, [None])
     assert new != old
     assert tracker.update(wide, [None]) == [new]
+
+
+def test_a_still_object_an_occluder_clips_has_no_motion():
+    """An occluder covers most of a still object's right side: its mask's centre moves left, its left edge
+    does not. The track's motion is that of the edge that moved least (none), so its next prompts stay on
+    what is left of the object instead of following the centre off it."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+    whole, clipped = rectangle(240, 320, 100, 100, 180, 160), rectangle(240, 320, 100, 100, 125, 160)
+    tracker.update(whole[None], [None])
+    tracker.update(clipped[None], [None])
+    [track] = tracker.tracks
+    assert np.allclose(track.motion, 0.0)
+    points, _ = tracker.prompts()
+    for x, y in points.long().tolist():
+        assert clipped[y, x]
+
+
+def test_the_gate_of_an_unseen_mover_widens_with_its_speed():
+    """A mover measured at 0.1 m/frame and unseen for a frame turns up 0.35 m from where that speed predicts
+    (it was faster): within ``max_distance`` + speed x frames unseen, it keeps its id. A still track's gate
+    does not widen: an object 0.35 m from where one was last seen is a new one. Masks lie apart, so only
+    the 3D gate can match them."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=3)
+    at = lambda x: rectangle(120, 160, x, 40, x + 20, 60)[None]  # noqa: E731
+    none = torch.zeros(0, 120, 160, dtype=torch.bool)
+    [mover] = tracker.update(at(10), [np.array([0.0, 0.0, 2.0])])
+    assert tracker.update(at(30), [np.array([0.1, 0.0, 2.0])]) == [mover]
+    tracker.update(none, [])
+    assert tracker.update(at(100), [np.array([0.65, 0.0, 2.0])]) == [mover]  # predicted at 0.3
+
+    still = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=3)
+    [first] = still.update(at(10), [np.array([0.0, 0.0, 2.0])])
+    still.update(none, [])
+    assert still.update(at(100), [np.array([0.35, 0.0, 2.0])]) != [first]
+
+
+def test_a_mover_that_stopped_while_unseen_keeps_its_id_without_depth():
+    """Without depth, matching is by IoU with the track's mask: a mover that stopped while unseen is where it
+    was last seen, not where its motion takes it (as centroids, the nearer of the two counts)."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.05, max_age=2)
+    at = lambda x: rectangle(240, 320, x, 100, x + 40, 140)[None]  # noqa: E731
+    ids = [tracker.update(at(40 + 36 * k), [None]) for k in range(3)]
+    assert ids == [ids[0]] * 3  # IoU 0.05 with the last mask, 1 with the moved one
+    tracker.update(torch.zeros(0, 240, 320, dtype=torch.bool), [])
+    assert tracker.update(at(112), [None]) == ids[0]
+
+
+
+def fast_track_unseen_for_five_frames(still_too: bool):
+    """A tracker whose track B was seen moving 0.15 m/frame (last at x = 0.75 m), then unseen for five
+    frames, beside (``still_too``) a still track A at the origin seen every frame."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=6)
+    still, fast = rectangle(120, 160, 20, 20, 60, 60), rectangle(120, 160, 120, 80, 140, 100)
+    depth = np.full((120, 160), 2.0, dtype=np.float32)
+    here = np.array([0.0, 0.0, 2.0])
+    for x in (0.6, 0.75):
+        ids = tracker.update(torch.stack([still, fast]), [here, here + [x, 0.0, 0.0]], depth=depth)
+    for _ in range(5):
+        tracker.update(still[None] if still_too else torch.zeros(0, 120, 160, dtype=torch.bool),
+                       [here] if still_too else [], depth=depth)
+    return tracker, ids, still, depth, here
+
+
+def test_the_gate_of_a_long_unseen_track_widens_to_twice_max_distance_at_most():
+    """0.15 m/frame for five frames would widen B's gate to 1.05 m; a mask 0.8 m from where B was seen (and
+    1.1 m from A, both unseen), apart from both in the image, is a new object."""
+    tracker, ids, _, depth, here = fast_track_unseen_for_five_frames(still_too=False)
+    elsewhere = rectangle(120, 160, 70, 20, 100, 50)
+    assert tracker.update(elsewhere[None], [here + [0.75, 0.8, 0.0]], depth=depth)[0] not in ids
+
+
+def test_a_widened_gate_admits_a_far_match_without_making_it_cheap():
+    """A's mask lies where it was but its centroid jumped 0.36 m (beyond the gate; a sliver of a nearer
+    object pulled it); it is 0.49 m from where B was seen, within B's widened gate. A keeps its mask: the
+    cost counts B's distance in ``max_distance``, not in its widened gate."""
+    tracker, [kept, _], still, depth, here = fast_track_unseen_for_five_frames(still_too=True)
+    assert tracker.update(still[None], [here + [0.3, 0.0, -0.2]], depth=depth) == [kept]
+
+
+def test_depth_moves_at_its_own_rate_in_a_target_frame():
+    """Centroids in a z-up target frame (x forward): an object approaching at 0.15 m/frame keeps z. Where
+    its centroid jumps beyond the gate (a biased centroid) while its mask stays, it keeps its id only if its
+    depth is predicted from the depth's own change, not from the centroid's z."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=2)
+    mask = rectangle(120, 160, 40, 40, 80, 80)[None]
+    ids = []
+    for k, forward in enumerate((2.0, 1.85, 1.7, 1.55)):
+        centroid = np.array([forward, 0.4 if k == 3 else 0.0, 0.5])
+        ids.append(tracker.update(mask, [centroid], depth=np.full((120, 160), forward, dtype=np.float32)))
+    assert ids == [ids[0]] * 4
