@@ -30,8 +30,9 @@ frames end.
 Masks have roles (a whole object, a part of one, structure) when the scene stage has judged them. A
 user follows whole objects' ids, and one object often gives a whole and a part that both fit its track:
 so a track passes to a mask of its own role first (a claim across roles waits for the matching, where a
-change of role costs more than any match within the gate), and of twins the one that had the mask's
-role keeps the object.
+change of role costs more than any match within the gate), and of twins the one that fits the mask's
+role keeps the object (it had that role, or the mask is a whole and the track once was one: an object's
+mask shrinks to a part for a frame or two while a younger track takes the whole).
 """
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ class Track:
     prompt: np.ndarray | None = None  # the point prompt that produced its last mask, frame pixels (x, y)
     velocity: np.ndarray | None = None  # 3D motion of the centroid per frame (metres)
     role: Role = Role.WHOLE       # what its last mask was
+    was_whole: bool = True        # whether any of its masks was a whole object
     depth: float | None = None    # median depth under its last mask (metres); None without valid depth or claims
     depth_rate: float | None = None  # change of that median depth per frame (metres); None until seen twice
 
@@ -247,7 +249,8 @@ class ObjectTracker:
                 ids[i] = self._next_id
                 self._next_id += 1
                 self.tracks.append(Track(ids[i], centroids[i], compact[i], boxes[i], prompt=self._prompt(i),
-                                         role=self._roles[i], depth=median_depth(self._depth, compact[i])))
+                                         role=self._roles[i], was_whole=self._roles[i] == Role.WHOLE,
+                                         depth=median_depth(self._depth, compact[i])))
         return ids
 
     def prompts(self) -> tuple[torch.Tensor, list[int]]:
@@ -285,8 +288,8 @@ class ObjectTracker:
         masks of one object (a whole and its part, or two near copies) were kept once, and since then
         each one's prompt gives the part, then the whole, and the tracks take turns. Where the depth under the
         predicted mask moved nearer or farther than the track's own by more than ``TWIN_DEPTH_CHANGE`` of it,
-        another object covers it there: not a twin. The oldest twin of the
-        mask's role (the oldest of all when none has it) keeps the mask and its id; the others end.
+        another object covers it there: not a twin. The oldest twin that fits the mask's role
+        (``_fits_role``; the oldest of all when none does) keeps the mask and its id; the others end.
         Returns the indices of the tracks that end."""
         ended: set[int] = set()
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
@@ -299,12 +302,18 @@ class ObjectTracker:
                      and self._same_surface(k, i, compact)]
             if not twins:
                 continue
-            oldest = min([j, *twins], key=lambda k: (self.tracks[k].role != self._roles[i], self.tracks[k].id))
+            oldest = min([j, *twins], key=lambda k: (not self._fits_role(k, i), self.tracks[k].id))
             if oldest != j:
                 ids[i] = self._renew(oldest, i, compact, boxes, centroids)
                 matched.add(oldest)
             ended.update(k for k in [j, *twins] if k != oldest)
         return ended
+
+    def _fits_role(self, k: int, i: int) -> bool:
+        """Whether track ``k`` fits mask ``i``'s role: it had that role, or the mask is a whole and the track
+        once was one (an object's mask shrinks to a part for a frame or two)."""
+        track = self.tracks[k]
+        return track.role == self._roles[i] or (self._roles[i] == Role.WHOLE and track.was_whole)
 
     def _nested(self, j: int, k: int) -> bool:
         """Whether tracks ``j`` and ``k`` were last seen in the same frame, covering one region: the smaller
@@ -349,7 +358,7 @@ class ObjectTracker:
             depth_rate = (depth - track.depth) / (1 + track.age)
         self.tracks[j] = Track(track.id, centroids[i] if centroids[i] is not None else track.centroid,
                                compact[i], boxes[i], 0, motion, self._prompt(i), velocity, self._roles[i],
-                               depth, depth_rate)
+                               track.was_whole or self._roles[i] == Role.WHOLE, depth, depth_rate)
         return track.id
 
     def _prompt(self, i: int) -> np.ndarray | None:

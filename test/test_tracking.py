@@ -434,3 +434,20 @@ def test_depth_moves_at_its_own_rate_in_a_target_frame():
         centroid = np.array([forward, 0.4 if k == 3 else 0.0, 0.5])
         ids.append(tracker.update(mask, [centroid], depth=np.full((120, 160), forward, dtype=np.float32)))
     assert ids == [ids[0]] * 4
+
+
+def test_of_twins_a_track_that_was_the_whole_first_keeps_it():
+    """A track follows an object's whole, then its mask shrinks to a part (two frames), and a younger track
+    takes the whole beside it. When one mask of the object is left, a whole made by the younger track's
+    prompt, the older keeps the object: it was that object's whole first. (A track that was only ever a
+    part still yields the whole to the whole's track.)"""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
+    whole, part = rectangle(120, 160, 20, 20, 60, 60), rectangle(120, 160, 20, 20, 50, 50)
+    centre = np.array([0.0, 0.0, 2.0])
+    [older] = tracker.update(whole[None], [centre], roles=[Role.WHOLE])
+    assert tracker.update(part[None], [None], roles=[Role.PART]) == [older]
+    [kept, younger] = tracker.update(torch.stack([part, whole]), [None, centre], claims=[[older], []],
+                                     roles=[Role.PART, Role.WHOLE])
+    assert kept == older and younger != older
+    assert tracker.update(whole[None], [centre], claims=[[younger]], roles=[Role.WHOLE]) == [older]
+    assert [t.id for t in tracker.tracks] == [older]
