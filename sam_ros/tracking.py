@@ -7,25 +7,24 @@ never holds a frame's mask tensor, so no GPU memory outlives the frame that made
 Each track predicts where it is now at constant velocity: its centroid moved by its 3D velocity, its
 downsampled mask shifted by its image motion (per frame, times the frames since it was seen). The image
 motion is that of the box edge that moved least (an occluder or the frame's border clips one edge while
-the other moves with the object). Matching is greedy over a cost: when both have valid depth, the
-distance from the predicted centroid, or from the last one when that is nearer (a velocity measured on
-one jump of a mask's centroid, then extrapolated over missed frames, would lose a still object), gated
-by ``max_distance`` plus the track's speed for every frame it went unseen (up to twice ``max_distance``),
+the other moves with the object). Matching is greedy over a cost: when both have valid depth, the distance
+from the predicted centroid, or from the last one when that is nearer (a velocity measured on one jump of
+a mask's centroid, then extrapolated over missed frames, would lose a still object), gated by
+``max_distance`` plus the track's speed for every frame it went unseen (up to twice ``max_distance``),
 averaged with 1 - IoU with the shifted mask or the last one, whichever overlaps more (when an object's
 mask splits, the piece that covers its region keeps the id, not the piece whose centroid happens to lie
-nearer); otherwise 1 - IoU alone (gated by ``min_iou``). Beyond the distance gate a mask that covers the track's mask
-(IoU >= ``SAME_REGION_IOU``) at the track's own depth still matches, after every match within the gate:
-a centroid jumps when an object comes into view or a mask grows from a part to the whole. A mask made
-by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows it, it
-overlaps the track's mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a
-neighbour the prompt slipped onto is refused) and the depth there is still the track's own, moved at
-the rate it changed (a prompt that slipped onto a nearer object hiding the track's is refused too); the best
-claimant wins. The rest are matched as above. Two tracks of one object (twins: last seen in one frame,
-their masks covering one region; one's predicted mask lies mostly inside the mask the other's own prompt
-made, within the gate, and the depth there is still the twin's) merge into the older; an object that
-passes in front of another also covers its predicted mask, but nearer the camera, so the hidden object's
-track waits for it to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age``
-frames end.
+nearer); otherwise 1 - IoU alone (gated by ``min_iou``). Beyond the distance gate a mask that covers the
+track's mask (IoU >= ``SAME_REGION_IOU``) at the track's own depth still matches, after every match within
+the gate: a centroid jumps when an object comes into view or a mask grows from a part to the whole. A mask
+made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows it,
+it overlaps the track's mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a neighbour the
+prompt slipped onto is refused) and the depth there is still the track's own, moved at the rate it changed
+(a prompt that slipped onto a nearer object hiding the track's is refused too); the best claimant wins.
+The rest are matched as above. Two tracks of one object (twins: last seen in one frame, their masks
+covering one region; one's predicted mask lies mostly inside the mask the other's own prompt made, within
+the gate, and the depth there is still the twin's) merge into the older; an object that passes in front of
+another also covers its predicted mask, but nearer the camera, so the hidden object's track waits for it
+to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
 
 Masks have roles (a whole object, a part of one, structure) when the scene stage has judged them. A
 user follows whole objects' ids, and one object often gives a whole and a part that both fit its track:
