@@ -174,8 +174,8 @@ class SamRosConfig:
                                     low=0.0, high=100.0, dynamic=True)
 
     # --- tracking --------------------------------------------------------------------------
-    track_max_distance: float = _param(0.3, "Max 3D centroid distance (m) to keep an object's id",
-                                       low=0.0, high=10.0, dynamic=True)
+    track_max_distance: float = _param(0.3, "Max 3D centroid distance (m) to keep an object's id (widened by an "
+                                       "unseen object's speed, to twice this)", low=0.0, high=10.0, dynamic=True)
     track_min_iou: float = _param(0.1, "Min mask IoU to keep an object's id without depth",
                                   low=0.0, high=1.0, dynamic=True)
     track_max_age: int = _param(5, "Frames an unseen object keeps its id", low=0, high=1000, dynamic=True)
