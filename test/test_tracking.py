@@ -391,7 +391,6 @@ def test_a_mover_that_stopped_while_unseen_keeps_its_id_without_depth():
     assert tracker.update(at(112), [None]) == ids[0]
 
 
-
 def fast_track_unseen_for_five_frames(still_too: bool):
     """A tracker whose track B was seen moving 0.15 m/frame (last at x = 0.75 m), then unseen for five
     frames, beside (``still_too``) a still track A at the origin seen every frame."""
@@ -451,3 +450,9 @@ def test_of_twins_a_track_that_was_the_whole_first_keeps_it():
     assert kept == older and younger != older
     assert tracker.update(whole[None], [centre], claims=[[younger]], roles=[Role.WHOLE]) == [older]
     assert [t.id for t in tracker.tracks] == [older]
+
+    only_part = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
+    [part_track] = only_part.update(part[None], [None], roles=[Role.PART])
+    [_, whole_track] = only_part.update(torch.stack([part, whole]), [None, centre], claims=[[part_track], []],
+                                        roles=[Role.PART, Role.WHOLE])
+    assert only_part.update(whole[None], [centre], claims=[[whole_track]], roles=[Role.WHOLE]) == [whole_track]
