@@ -178,7 +178,8 @@ class SamRosConfig:
                                        "unseen object's speed, to twice this)", low=0.0, high=10.0, dynamic=True)
     track_min_iou: float = _param(0.1, "Min mask IoU to keep an object's id without depth",
                                   low=0.0, high=1.0, dynamic=True)
-    track_max_age: int = _param(5, "Frames an unseen object keeps its id", low=0, high=1000, dynamic=True)
+    track_max_age: int = _param(10, "Frames an unseen object keeps its id (it must look as it did to get it back)",
+                                low=0, high=1000, dynamic=True)
     track_smoothing: float = _param(0.0, "Weight of the past in each track's smoothed centroid and box (0 = none)",
                                     low=0.0, high=0.95, dynamic=True)
     track_smoothing_gate: float = _param(0.1, "A centroid that moved farther than this (m) from the smoothed one "

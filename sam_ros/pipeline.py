@@ -345,7 +345,7 @@ class Segmenter:
                 temporal.record_kept(result.masks)
                 claims = temporal.claims(result.points)
             track_ids = self.tracker.update(result.masks, centroids, claims, result.points,
-                                            track_roles(objects) if objects is not None else None, depth_m)
+                                            track_roles(objects) if objects is not None else None, depth_m, rgb)
             if scene is not None:
                 self._continuous_boxes(scene, track_ids)
         timings["total_ms"] = sum(v for k, v in timings.items() if k != "total_ms")

@@ -24,7 +24,10 @@ The rest are matched as above. Two tracks of one object (twins: last seen in one
 covering one region; one's predicted mask lies mostly inside the mask the other's own prompt made, within
 the gate, and the depth there is still the twin's) merge into the older; an object that passes in front of
 another also covers its predicted mask, but nearer the camera, so the hidden object's track waits for it
-to reappear. Unmatched objects start new tracks; tracks unseen for more than ``max_age`` frames end.
+to reappear. An unseen track's object must look as it did to take its id back (given a colour image): a
+mask whose chromaticity histogram lies far from the track's last one (``APPEARANCE_CHANGE``) is a neighbour
+that came into view near where it hid. Unmatched objects start new tracks; tracks unseen for more than
+``max_age`` frames end.
 
 Masks have roles (a whole object, a part of one, structure) when the scene stage has judged them. A
 user follows whole objects' ids, and one object often gives a whole and a part that both fit its track:
@@ -46,6 +49,11 @@ TRACK_MASK_SIDE = 128  # cells on the long side of a track's mask (640x480 -> 12
 TWIN_SHARE = 0.5  # a track whose predicted mask lies this much inside another track's mask is the same object
 TWIN_DEPTH_CHANGE = 0.05  # ... unless the depth there changed by more than this share of it (an occluder)
 SAME_REGION_IOU = 0.5  # a mask this much over a track's predicted mask may keep its id beyond the distance gate
+CHROMA_BINS = 8  # bins per axis of the (r, g) chromaticity histogram that describes what an object looks like
+# Hellinger distance of those histograms past which an unseen track's object is another one: over the renderer's
+# moving sequences (both scene styles, seeds 16-23, outside the benches) one object's views stayed below 0.63 of
+# its first view; two objects in one frame lay above 0.7 two times in three
+APPEARANCE_CHANGE = 0.7
 
 
 class Role(IntEnum):
@@ -73,6 +81,7 @@ class Track:
     was_whole: bool = True        # whether any of its masks was a whole object
     depth: float | None = None    # median depth under its last mask (metres); None without valid depth or claims
     depth_rate: float | None = None  # change of that median depth per frame (metres); None until seen twice
+    appearance: np.ndarray | None = None  # chromaticity histogram of its last mask; None without a colour image
 
     def predicted_centroid(self) -> np.ndarray | None:
         """Where the centroid is expected now: moved at constant velocity over the frames since seen."""
@@ -133,6 +142,30 @@ def median_depth(depth: torch.Tensor | None, cells: torch.Tensor) -> float | Non
     return float(values.median()) if len(values) else None
 
 
+def compact_chroma_bins(image: np.ndarray, side: int = TRACK_MASK_SIDE) -> torch.Tensor:
+    """(H, W, 3) colour image -> the (r, g) chromaticity bin (0 .. ``CHROMA_BINS``² - 1) of each compact-mask
+    cell's mean colour, on the grid of ``compact_masks``. Chromaticity (a colour's share of each channel)
+    does not change with shading or exposure, which scale all three channels alike."""
+    colour = torch.as_tensor(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    size = compact_size(*colour.shape[2:], side)
+    mean = F.adaptive_avg_pool2d(colour, size)[0] + 1.0  # + 1: black has no chromaticity, call it grey
+    share = mean[:2] / mean.sum(0)
+    bins = (share * CHROMA_BINS).long().clamp(0, CHROMA_BINS - 1)
+    return bins[0] * CHROMA_BINS + bins[1]
+
+
+def appearances(masks: torch.Tensor, chroma_bins: torch.Tensor) -> np.ndarray:
+    """(N, h, w) compact masks -> (N, ``CHROMA_BINS``²) normalised chromaticity histograms of their cells."""
+    one_hot = F.one_hot(chroma_bins.flatten(), CHROMA_BINS ** 2).float()
+    counts = masks.flatten(1).float() @ one_hot
+    return (counts / counts.sum(1, keepdim=True).clamp(min=1)).numpy()
+
+
+def appearance_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Hellinger distance of two normalised histograms: 0 for the same, 1 for no colour in common."""
+    return float(np.sqrt(max(0.0, 1.0 - float(np.sqrt(a * b).sum()))))
+
+
 def shift_mask(mask: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     """(h, w) mask moved by (dx, dy) cells; what leaves the grid is dropped, what enters is empty."""
     h, w = mask.shape
@@ -184,7 +217,7 @@ def interior_points(masks: torch.Tensor) -> torch.Tensor:
 
 
 class ObjectTracker:
-    def __init__(self, max_distance: float = 0.3, min_iou: float = 0.1, max_age: int = 5) -> None:
+    def __init__(self, max_distance: float = 0.3, min_iou: float = 0.1, max_age: int = 10) -> None:
         self.max_distance = max_distance
         self.min_iou = min_iou
         self.max_age = max_age
@@ -193,20 +226,23 @@ class ObjectTracker:
         self._points: np.ndarray | None = None  # this update's mask prompts
         self._roles: list[Role] = []  # this update's mask roles
         self._depth: torch.Tensor | None = None  # this update's compact depth (metres, NaN where invalid)
+        self._appearances: np.ndarray | None = None  # this update's masks' chromaticity histograms
         self._predicted: list[torch.Tensor] = []  # each track's predicted mask, as it was before this update
         self._seen: list[Track] = []  # ... and the track as last seen (renewal replaces a track, never edits it)
         self._next_id = 1
 
     def update(self, masks: torch.Tensor, centroids: list[np.ndarray | None],
                claims: list[list[int]] | None = None, prompts: torch.Tensor | None = None,
-               roles: list[Role] | None = None, depth: np.ndarray | None = None) -> list[int]:
+               roles: list[Role] | None = None, depth: np.ndarray | None = None,
+               image: np.ndarray | None = None) -> list[int]:
         """Ids for this frame's objects (masks (N, H, W) bool; centroid None where depth was invalid).
 
         ``claims[i]``: the ids of the tracks whose temporal prompt produced mask ``i`` (tracks may share one);
         ``prompts`` (N, 2) the point prompt of each mask, frame pixels (for the next frame's prompts);
         ``roles[i]``: mask ``i``'s role (all WHOLE when not given); ``depth`` the frame's depth (H, W) in
         metres, NaN where invalid: it tells an occluder from a twin, and lets a mask over a track's predicted
-        one keep its id beyond the distance gate when it lies on the track's own surface.
+        one keep its id beyond the distance gate when it lies on the track's own surface; ``image`` the frame's
+        colour image (H, W, 3): an object that comes back into view must look as it did (``_cost``).
         """
         n = masks.shape[0]
         frame_size = self.frame_size = tuple(masks.shape[1:])
@@ -217,6 +253,9 @@ class ObjectTracker:
         if depth is not None and tuple(np.shape(depth)) != frame_size:
             raise ValueError(f"depth {np.shape(depth)} is not the masks' size {frame_size}")
         self._depth = compact_depth(depth) if depth is not None else None
+        if image is not None and tuple(np.shape(image)[:2]) != frame_size:
+            raise ValueError(f"image {np.shape(image)[:2]} is not the masks' size {frame_size}")
+        self._appearances = appearances(compact, compact_chroma_bins(image)) if image is not None else None
         self._predicted = [t.predicted_mask(frame_size) for t in self.tracks]  # before any track is renewed
         self._seen = list(self.tracks)
         overlap, inside = self._overlap(compact)
@@ -249,7 +288,7 @@ class ObjectTracker:
                 self._next_id += 1
                 self.tracks.append(Track(ids[i], centroids[i], compact[i], boxes[i], prompt=self._prompt(i),
                                          role=self._roles[i], was_whole=self._roles[i] == Role.WHOLE,
-                                         depth=median_depth(self._depth, compact[i])))
+                                         depth=median_depth(self._depth, compact[i]), appearance=self._appearance(i)))
         return ids
 
     def prompts(self) -> tuple[torch.Tensor, list[int]]:
@@ -357,11 +396,22 @@ class ObjectTracker:
             depth_rate = (depth - track.depth) / (1 + track.age)
         self.tracks[j] = Track(track.id, centroids[i] if centroids[i] is not None else track.centroid,
                                compact[i], boxes[i], 0, motion, self._prompt(i), velocity, self._roles[i],
-                               track.was_whole or self._roles[i] == Role.WHOLE, depth, depth_rate)
+                               track.was_whole or self._roles[i] == Role.WHOLE, depth, depth_rate,
+                               self._appearance(i) if self._appearances is not None else track.appearance)
         return track.id
 
     def _prompt(self, i: int) -> np.ndarray | None:
         return None if self._points is None else self._points[i]
+
+    def _appearance(self, i: int) -> np.ndarray | None:
+        return None if self._appearances is None else self._appearances[i]
+
+    def _looks_different(self, track: Track, i: int) -> bool:
+        """Whether mask ``i`` looks unlike the track's last mask (``APPEARANCE_CHANGE``); False when either
+        is unknown."""
+        appearance = self._appearance(i)
+        return (appearance is not None and track.appearance is not None
+                and appearance_distance(track.appearance, appearance) > APPEARANCE_CHANGE)
 
     def _overlap(self, compact: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(N, tracks) IoU of this frame's compact masks with each track's predicted (shifted) mask or its last
@@ -405,6 +455,8 @@ class ObjectTracker:
             predicted = track.predicted_centroid()
             gate = self._gate(track)
             for i in range(n):
+                if track.age and self._looks_different(track, i):
+                    continue
                 if centroids[i] is not None and predicted is not None:
                     distance = float(min(np.linalg.norm(centroids[i] - predicted),
                                          np.linalg.norm(centroids[i] - track.centroid)))

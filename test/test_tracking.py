@@ -3,7 +3,8 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_cdt
 
-from sam_ros.tracking import TRACK_MASK_SIDE, ObjectTracker, Role, compact_depth, compact_masks, interior_points
+from sam_ros.tracking import (CHROMA_BINS, TRACK_MASK_SIDE, ObjectTracker, Role, appearance_distance, appearances,
+                              compact_chroma_bins, compact_depth, compact_masks, interior_points)
 
 
 def rectangle(h, w, x0, y0, x1, y1):
@@ -43,6 +44,26 @@ def test_compact_depth_is_the_mean_valid_depth_of_each_cell():
     valid = np.isfinite(cells)
     expected = np.where(valid, cells, 0).sum(2) / np.maximum(valid.sum(2), 1)
     np.testing.assert_allclose(compact[1:, 1:], expected[1:, 1:], rtol=1e-5)
+
+
+def test_appearances_are_the_chromaticity_histograms_of_the_masks_cells():
+    """Against a plain loop over 5x5-pixel cells: each cell's mean colour binned by its red and green shares."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    masks = torch.stack([rectangle(480, 640, 100, 50, 300, 200), rectangle(480, 640, 0, 0, 640, 480)])
+    compact = compact_masks(masks)
+    histograms = appearances(compact, compact_chroma_bins(image))
+    expected = np.zeros((2, CHROMA_BINS ** 2))
+    for y in range(96):
+        for x in range(128):
+            mean = image[5 * y:5 * y + 5, 5 * x:5 * x + 5].reshape(-1, 3).astype(np.float64).mean(0) + 1.0
+            r, g = (np.minimum(mean[:2] / mean.sum() * CHROMA_BINS, CHROMA_BINS - 1)).astype(int)
+            for k in range(2):
+                expected[k, r * CHROMA_BINS + g] += bool(compact[k, y, x])
+    np.testing.assert_allclose(histograms, expected / expected.sum(1, keepdims=True), atol=1e-6)
+    assert appearance_distance(histograms[0], histograms[0]) == pytest.approx(0.0, abs=1e-6)
+    red, blue = np.eye(CHROMA_BINS ** 2)[[CHROMA_BINS * (CHROMA_BINS - 1), 0]]
+    assert appearance_distance(red, blue) == pytest.approx(1.0)
 
 
 def test_a_mask_smaller_than_a_cell_keeps_one_cell():
@@ -456,3 +477,31 @@ def test_of_twins_a_track_that_was_the_whole_first_keeps_it():
     [_, whole_track] = only_part.update(torch.stack([part, whole]), [None, centre], claims=[[part_track], []],
                                         roles=[Role.PART, Role.WHOLE])
     assert only_part.update(whole[None], [centre], claims=[[whole_track]], roles=[Role.WHOLE]) == [whole_track]
+
+
+def test_an_object_that_comes_back_must_look_as_it_did():
+    """A red object is hidden for two frames; a blue one comes into view 0.15 m from where it was (within the
+    gate): it gets a new id, and when the red object reappears it gets its own back. Shading and exposure
+    (all channels scaled alike) do not change what an object looks like."""
+    def frame(objects):
+        image = np.full((120, 160, 3), 128, np.uint8)
+        masks = []
+        for colour, x in objects:
+            mask = rectangle(120, 160, x, 40, x + 30, 80)
+            image[mask.numpy()] = colour
+            masks.append(mask)
+        return torch.stack(masks) if masks else torch.zeros(0, 120, 160, dtype=torch.bool), image
+
+    red, dark_red, blue = (200, 40, 30), (100, 20, 15), (30, 60, 200)
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=5)
+    masks, image = frame([(red, 40)])
+    [red_id] = tracker.update(masks, [np.array([0.0, 0.0, 2.0])], image=image)
+    for _ in range(2):
+        masks, image = frame([])
+        tracker.update(masks, [], image=image)
+    masks, image = frame([(blue, 60)])
+    [blue_id] = tracker.update(masks, [np.array([0.15, 0.0, 2.0])], image=image)
+    assert blue_id != red_id
+    masks, image = frame([(dark_red, 40), (blue, 90)])
+    centroids = [np.array([0.0, 0.0, 2.0]), np.array([0.3, 0.0, 2.0])]
+    assert tracker.update(masks, centroids, image=image) == [red_id, blue_id]
