@@ -24,10 +24,10 @@ The rest are matched as above. Two tracks of one object (twins: last seen in one
 covering one region; one's predicted mask lies mostly inside the mask the other's own prompt made, within
 the gate, and the depth there is still the twin's) merge into the older; an object that passes in front of
 another also covers its predicted mask, but nearer the camera, so the hidden object's track waits for it
-to reappear. An unseen track's object must look as it did to take its id back (given a colour image): a
-mask whose chromaticity histogram lies far from the track's last one (``APPEARANCE_CHANGE``) is a neighbour
-that came into view near where it hid. Unmatched objects start new tracks; tracks unseen for more than
-``max_age`` frames end.
+to reappear. Given a colour image, a mask whose chromaticity histogram lies far from a track's last one
+(``APPEARANCE_CHANGE``) is another object: a neighbour that came into view where a hidden object was, or the
+part of an occluder that passes in front of one. Unmatched objects start new tracks; tracks unseen for more
+than ``max_age`` frames end.
 
 Masks have roles (a whole object, a part of one, structure) when the scene stage has judged them. A
 user follows whole objects' ids, and one object often gives a whole and a part that both fit its track:
@@ -50,7 +50,7 @@ TWIN_SHARE = 0.5  # a track whose predicted mask lies this much inside another t
 TWIN_DEPTH_CHANGE = 0.05  # ... unless the depth there changed by more than this share of it (an occluder)
 SAME_REGION_IOU = 0.5  # a mask this much over a track's predicted mask may keep its id beyond the distance gate
 CHROMA_BINS = 8  # bins per axis of the (r, g) chromaticity histogram that describes what an object looks like
-# Hellinger distance of those histograms past which an unseen track's object is another one: over the renderer's
+# Hellinger distance of those histograms past which a track's object is another one: over the renderer's
 # moving sequences (both scene styles, seeds 16-23, outside the benches) one object's views stayed below 0.63 of
 # its first view; two objects in one frame lay above 0.7 two times in three
 APPEARANCE_CHANGE = 0.7
@@ -156,7 +156,8 @@ def compact_chroma_bins(image: np.ndarray, side: int = TRACK_MASK_SIDE) -> torch
 
 def appearances(masks: torch.Tensor, chroma_bins: torch.Tensor) -> np.ndarray:
     """(N, h, w) compact masks -> (N, ``CHROMA_BINS``²) normalised chromaticity histograms of their cells."""
-    one_hot = F.one_hot(chroma_bins.flatten(), CHROMA_BINS ** 2).float()
+    cells = chroma_bins.flatten()
+    one_hot = torch.zeros(len(cells), CHROMA_BINS ** 2).scatter_(1, cells[:, None], 1.0)  # F.one_hot is 5x slower
     counts = masks.flatten(1).float() @ one_hot
     return (counts / counts.sum(1, keepdim=True).clamp(min=1)).numpy()
 
@@ -242,7 +243,7 @@ class ObjectTracker:
         ``roles[i]``: mask ``i``'s role (all WHOLE when not given); ``depth`` the frame's depth (H, W) in
         metres, NaN where invalid: it tells an occluder from a twin, and lets a mask over a track's predicted
         one keep its id beyond the distance gate when it lies on the track's own surface; ``image`` the frame's
-        colour image (H, W, 3): an object that comes back into view must look as it did (``_cost``).
+        colour image (H, W, 3): a track's object must look as it did (``_cost``).
         """
         n = masks.shape[0]
         frame_size = self.frame_size = tuple(masks.shape[1:])
@@ -447,15 +448,15 @@ class ObjectTracker:
         predicted and the last centroid) / ``max_distance`` and 1 - IoU (1 - IoU alone without depth);
         beyond the gate, 2 - IoU where the mask covers the track's (IoU >= ``SAME_REGION_IOU``) on the
         track's own surface (a centroid jumps when an object comes into view or a mask's depth changes, its
-        region does not); infinite otherwise; plus ``ROLE_CHANGE_COST`` when the mask's role is not the
-        track's."""
+        region does not); infinite otherwise, and where the mask looks unlike the track (``_looks_different``);
+        plus ``ROLE_CHANGE_COST`` when the mask's role is not the track's."""
         n = iou.shape[0]
         cost = np.full((n, len(self.tracks)), np.inf)
         for j, track in enumerate(self.tracks):
             predicted = track.predicted_centroid()
             gate = self._gate(track)
             for i in range(n):
-                if track.age and self._looks_different(track, i):
+                if self._looks_different(track, i):
                     continue
                 if centroids[i] is not None and predicted is not None:
                     distance = float(min(np.linalg.norm(centroids[i] - predicted),

@@ -479,10 +479,11 @@ def test_of_twins_a_track_that_was_the_whole_first_keeps_it():
     assert only_part.update(whole[None], [centre], claims=[[whole_track]], roles=[Role.WHOLE]) == [whole_track]
 
 
-def test_an_object_that_comes_back_must_look_as_it_did():
+def test_a_track_takes_only_a_mask_that_looks_as_its_object_did():
     """A red object is hidden for two frames; a blue one comes into view 0.15 m from where it was (within the
     gate): it gets a new id, and when the red object reappears it gets its own back. Shading and exposure
-    (all channels scaled alike) do not change what an object looks like."""
+    (all channels scaled alike) do not change what an object looks like. An occluder passing in front of
+    an object seen the frame before does not take its id either."""
     def frame(objects):
         image = np.full((120, 160, 3), 128, np.uint8)
         masks = []
@@ -505,3 +506,6 @@ def test_an_object_that_comes_back_must_look_as_it_did():
     masks, image = frame([(dark_red, 40), (blue, 90)])
     centroids = [np.array([0.0, 0.0, 2.0]), np.array([0.3, 0.0, 2.0])]
     assert tracker.update(masks, centroids, image=image) == [red_id, blue_id]
+    # A green occluder's part covers the red object, seen the frame before, 0.1 m from it: not its track.
+    masks, image = frame([((40, 200, 60), 45)])
+    assert tracker.update(masks, [np.array([0.1, 0.0, 1.8])], image=image) not in ([red_id], [blue_id])
