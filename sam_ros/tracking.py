@@ -19,7 +19,8 @@ the gate: a centroid jumps when an object comes into view or a mask grows from a
 made by a track's own temporal prompt *claims* that track and keeps its id when the same gate allows it,
 it overlaps the track's mask (IoU >= ``min_iou``: the prompt came from there, so a mask of a neighbour the
 prompt slipped onto is refused) and the depth there is still the track's own, moved at the rate it changed
-(a prompt that slipped onto a nearer object hiding the track's is refused too); the best claimant wins.
+(a prompt that slipped onto a nearer object hiding the track's is refused too), and a track that went
+unseen claims no mask that a track seen in the last frame fits better; the best claimant wins.
 The rest are matched as above. Two tracks of one object (twins: last seen in one frame, their masks
 covering one region; one's predicted mask lies mostly inside the mask the other's own prompt made, within
 the gate, and the depth there is still the twin's) merge into the older; an object that passes in front of
@@ -266,7 +267,8 @@ class ObjectTracker:
         index_of = {t.id: j for j, t in enumerate(self.tracks)}
         claimed = [(i, index_of[c]) for i, ids_i in enumerate(claims or []) for c in ids_i if c in index_of]
         claimed_cost = np.array([cost[i, j] if overlap[i, j] >= self.min_iou and self._roles[i] == self.tracks[j].role
-                                 and self._same_surface(j, i, compact) else np.inf for i, j in claimed])
+                                 and self._same_surface(j, i, compact) and not self._outbid(i, j, cost) else np.inf
+                                 for i, j in claimed])
         for k in np.argsort(claimed_cost, kind="stable"):  # the best claimant of a track keeps its id
             i, j = claimed[k]
             if np.isfinite(claimed_cost[k]) and not ids[i] and j not in matched:
@@ -347,6 +349,15 @@ class ObjectTracker:
                 matched.add(oldest)
             ended.update(k for k in [j, *twins] if k != oldest)
         return ended
+
+    def _outbid(self, i: int, j: int, cost: np.ndarray) -> bool:
+        """Whether a track seen in the last frame fits mask ``i`` better than track ``j``, which was not: an
+        unseen track's prompt is a guess at where its object went, and a visible object that moved there is
+        its own track's."""
+        if not self.tracks[j].age:
+            return False
+        return any(k != j and not track.age and track.role == self._roles[i] and cost[i, k] < cost[i, j]
+                   for k, track in enumerate(self.tracks))
 
     def _fits_role(self, k: int, i: int) -> bool:
         """Whether track ``k`` fits mask ``i``'s role: it had that role, or the mask is a whole and the track

@@ -509,3 +509,13 @@ def test_a_track_takes_only_a_mask_that_looks_as_its_object_did():
     # A green occluder's part covers the red object, seen the frame before, 0.1 m from it: not its track.
     masks, image = frame([((40, 200, 60), 45)])
     assert tracker.update(masks, [np.array([0.1, 0.0, 1.8])], image=image) not in ([red_id], [blue_id])
+
+
+def test_an_unseen_tracks_prompt_does_not_take_a_visible_objects_mask():
+    """B went unseen; its prompt, where B was, lands on A, which moved towards it. A was seen the frame
+    before and fits the mask better (nearer, more overlap), so the mask is A's, not B's claim."""
+    tracker = ObjectTracker(max_distance=0.3, min_iou=0.1, max_age=3)
+    a_mask, b_mask, moved = (rectangle(120, 160, x0, 40, x1, 80)[None] for x0, x1 in ((40, 70), (75, 105), (55, 85)))
+    a_id, b_id = tracker.update(torch.cat([a_mask, b_mask]), [np.array([0.0, 0.0, 2.0]), np.array([0.25, 0.0, 2.0])])
+    assert tracker.update(a_mask, [np.array([0.0, 0.0, 2.0])]) == [a_id]
+    assert tracker.update(moved, [np.array([0.1, 0.0, 2.0])], claims=[[b_id]]) == [a_id]
