@@ -59,6 +59,8 @@ def run_row(row: dict, args: argparse.Namespace, queue) -> None:
             timings[stage].append(result.timings_ms[stage])
         if config.prompt_mode == "aop":
             encoded = segmenter.encode(scene.rgb, depth)
+            if args.device == "cuda":  # the encoder runs asynchronously: its time is not the predictor's
+                torch.cuda.synchronize()
             start = time.perf_counter()
             segmenter.strategy.confidence_map(encoded)
             if args.device == "cuda":

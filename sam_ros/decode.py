@@ -20,18 +20,21 @@ TRANSFORMER_COPIES = 2.25  # the materialised transformer's peak (a GPU, several
 GATHERED_COPIES = 2     # with several views: each prompt's own view embedding, and it plus the dense prompt
 UPSCALE_COPIES = 4      # the channels-last output upscaling of one prompt
 # Prompts are upscaled in passes of this many bytes: on a CPU small enough to stay in cache (three times
-# faster than one large pass, measured), on a GPU large enough to keep it busy.
+# faster than one large pass, measured), on a GPU large enough to keep it busy; and at most this share of
+# the cap, so a small cap (a Jetson's) still decodes many prompts per call.
 UPSCALE_PASS_BYTES = {"cpu": 32 * 2**20, "cuda": 256 * 2**20}
+UPSCALE_PASS_SHARE = 0.25
 # Share of the cap left to the device's allocator: CUDA's caching allocator rounds blocks up (to 2 MiB
 # above 1 MiB) and keeps freed blocks reserved for reuse, so it holds more than the tensors need.
 # An estimate until measured on a GPU (bench/gpu_check.py prints peak reserved memory against the cap).
 ALLOCATOR_HEADROOM = {"cpu": 0.0, "cuda": 0.2}
 
 
-def upscale_prompts_per_pass(embedding: torch.Tensor) -> int:
+def upscale_prompts_per_pass(embedding: torch.Tensor, max_memory_mb: int) -> int:
     """How many prompts one upscaling pass takes (see ``UPSCALE_PASS_BYTES``)."""
-    budget = UPSCALE_PASS_BYTES.get(embedding.device.type, UPSCALE_PASS_BYTES["cuda"])
-    return max(1, budget // (UPSCALE_COPIES * _token_bytes(embedding)))
+    budget = min(UPSCALE_PASS_BYTES.get(embedding.device.type, UPSCALE_PASS_BYTES["cuda"]),
+                 UPSCALE_PASS_SHARE * _usable_bytes(embedding, max_memory_mb))
+    return max(1, int(budget // (UPSCALE_COPIES * _token_bytes(embedding))))
 
 
 def prompts_per_call(embedding: torch.Tensor, max_memory_mb: int, shared: bool = True) -> int:
@@ -40,10 +43,14 @@ def prompts_per_call(embedding: torch.Tensor, max_memory_mb: int, shared: bool =
 
     ``shared`` False: prompts of several views, each with its own copy of its view's embedding.
     """
-    upscale = upscale_prompts_per_pass(embedding) * UPSCALE_COPIES * _token_bytes(embedding)
-    usable = max_memory_mb * 2**20 * (1.0 - ALLOCATOR_HEADROOM.get(embedding.device.type, ALLOCATOR_HEADROOM["cuda"]))
+    upscale = upscale_prompts_per_pass(embedding, max_memory_mb) * UPSCALE_COPIES * _token_bytes(embedding)
     copies = transformer_copies(embedding, shared) + (0 if shared else GATHERED_COPIES)
-    return max(1, int((usable - upscale) // (copies * _token_bytes(embedding))))
+    return max(1, int((_usable_bytes(embedding, max_memory_mb) - upscale) // (copies * _token_bytes(embedding))))
+
+
+def _usable_bytes(embedding: torch.Tensor, max_memory_mb: int) -> float:
+    """The cap less the allocator's headroom on this device."""
+    return max_memory_mb * 2**20 * (1.0 - ALLOCATOR_HEADROOM.get(embedding.device.type, ALLOCATOR_HEADROOM["cuda"]))
 
 
 def transformer_copies(embedding: torch.Tensor, shared: bool) -> float:
@@ -78,6 +85,7 @@ def decode_points(model: Sam, encoded: EncodedImage | EncodedViews, points: torc
         return _empty(views)
     shared = len(views) == 1  # one image embedding for all prompts: never copied per prompt
     fits = prompts_per_call(views.embedding[:1], max_memory_mb, shared)
+    per_pass = upscale_prompts_per_pass(views.embedding, max_memory_mb)
     chunk = -(-points.shape[0] // -(-points.shape[0] // fits))  # ceil(N / number of chunks)
     encoder, decoder = model.prompt_encoder, model.mask_decoder
     dense_pe = encoder.get_dense_pe().to(views.embedding.dtype)
@@ -92,7 +100,7 @@ def decode_points(model: Sam, encoded: EncodedImage | EncodedViews, points: torc
         embedding = views.embedding if shared else views.embedding[part_views]
         batches.append(_decode_chunk(decoder, views, embedding, sparse, part, part_views, dense_pe, no_mask,
                                      pred_iou_thresh, stability_thresh, stability_offset, mask_threshold,
-                                     multimask_output))
+                                     multimask_output, per_pass))
     return MaskBatch.cat(batches)
 
 
@@ -107,7 +115,7 @@ def _view_mapping(views: EncodedViews) -> tuple[torch.Tensor, torch.Tensor]:
 def _decode_chunk(decoder: MaskDecoder, views: EncodedViews, embedding: torch.Tensor, sparse: torch.Tensor,
                   points: torch.Tensor, point_views: torch.Tensor, dense_pe: torch.Tensor, no_mask: torch.Tensor,
                   pred_iou_thresh: float, stability_thresh: float, stability_offset: float, mask_threshold: float,
-                  multimask_output: bool) -> MaskBatch:
+                  multimask_output: bool, upscale_per_pass: int) -> MaskBatch:
     decoded = decoder.decode_tokens(embedding, dense_pe, sparse, no_mask)
     first = 1 if multimask_output else 0  # token 0 is the single-mask output, 1..3 the multimask ones
     last = decoder.num_mask_tokens if multimask_output else 1
@@ -116,7 +124,7 @@ def _decode_chunk(decoder: MaskDecoder, views: EncodedViews, embedding: torch.Te
     if prompt_index.numel() == 0:
         return _empty(views)
     logits = decoder.upscale_masks(decoded, prompt_index, token_index + first,
-                                   upscale_prompts_per_pass(views.embedding)).float()
+                                   upscale_per_pass).float()
     mask_views = point_views[prompt_index]
     stability = stability_score(_valid_logits(logits, views, mask_views), mask_threshold, stability_offset)
     keep = stability >= stability_thresh

@@ -18,7 +18,7 @@ def _box_iou(boxes: torch.Tensor) -> torch.Tensor:
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy NMS: indices of kept boxes, by decreasing score (ties keep the earlier index)."""
     order = torch.sort(scores, descending=True, stable=True).indices
-    iou = _box_iou(boxes[order].float())
+    iou = _box_iou(boxes[order].float()).cpu()  # one copy, not a device sync per kept box
     suppressed = torch.zeros(len(order), dtype=torch.bool)
     keep = []
     for i in range(len(order)):
@@ -26,7 +26,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
             continue
         keep.append(i)
         suppressed |= iou[i] > iou_threshold
-    return order[torch.tensor(keep, dtype=torch.long)]
+    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
 
 
 def batched_nms(boxes, scores, idxs, iou_threshold):
