@@ -6,6 +6,8 @@ on single pixels), but only the masks that survive are ever kept at the camera's
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -132,8 +134,8 @@ def upsample_to_frame(logits: torch.Tensor, input_size: tuple[int, int], origina
     """
     h_frame, w_frame = original_size
     lowres = logits.shape[-1]
-    rows = _axis_matrix(lowres, 4 * lowres, input_size[0], h_frame).to(logits.device)
-    cols_t = _axis_matrix(lowres, 4 * lowres, input_size[1], w_frame).T.contiguous().to(logits.device)
+    rows = _axis_matrix(lowres, 4 * lowres, input_size[0], h_frame, logits.device)
+    cols_t = _axis_matrix(lowres, 4 * lowres, input_size[1], w_frame, logits.device).T.contiguous()
     out = torch.empty(logits.shape[0], h_frame, w_frame, dtype=torch.bool, device=logits.device)
     for start in range(0, logits.shape[0], chunk):
         out[start:start + chunk] = torch.matmul(rows, logits[start:start + chunk].float() @ cols_t) > mask_threshold
@@ -204,6 +206,9 @@ def _linear_resize_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return matrix
 
 
-def _axis_matrix(lowres: int, model_size: int, valid: int, frame: int) -> torch.Tensor:
-    """(frame, lowres) along one axis: low-res -> model size, keep the first ``valid``, -> frame."""
-    return (_linear_resize_matrix(valid, frame) @ _linear_resize_matrix(lowres, model_size)[:valid]).float()
+@functools.lru_cache(maxsize=32)
+def _axis_matrix(lowres: int, model_size: int, valid: int, frame: int,
+                 device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """(frame, lowres) along one axis: low-res -> model size, keep the first ``valid``, -> frame. Cached (read
+    only): every frame asks for the same few, and building one costs milliseconds and a host-to-device copy."""
+    return (_linear_resize_matrix(valid, frame) @ _linear_resize_matrix(lowres, model_size)[:valid]).float().to(device)

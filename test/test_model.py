@@ -124,6 +124,23 @@ def test_channel_layer_norm_keeps_fp32_statistics_in_half_precision(half):
     assert torch.allclose(out.float(), expected, atol=0.05)
 
 
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+def test_point_encoding_in_half_precision_matches_float64_to_its_resolution(half):
+    """MobileSAM's point encoding: phases of up to ~30 radians, where fp16's spacing (0.016) in the points or
+    the frequencies would move the sines by as much; in a half-precision model the encoding must match a
+    float64 computation to the half type's output resolution."""
+    torch.manual_seed(5)
+    encoder = build_sam(TINY).prompt_encoder
+    gaussian = encoder.pe_layer.positional_encoding_gaussian_matrix.double()
+    points = torch.rand(200, 1, 2) * TINY.img_size  # fp32, as the decoder passes them
+    phases = 2 * torch.pi * ((2 * (points.double() + 0.5) / TINY.img_size - 1) @ gaussian)
+    expected = torch.cat([phases.sin(), phases.cos()], dim=-1)
+    encoder.to(half)
+    out = encoder.embed_points(points, torch.ones(200, 1))[:, :1] - encoder.point_embeddings[1].weight
+    assert out.dtype == half
+    assert torch.allclose(out.double(), expected, atol=2 * torch.finfo(half).eps)
+
+
 def test_missing_checkpoint_says_where_to_get_one(tmp_path, monkeypatch):
     monkeypatch.delenv("SAM_ROS_CHECKPOINT", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

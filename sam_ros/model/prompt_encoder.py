@@ -20,9 +20,18 @@ class PositionEmbeddingRandom(nn.Module):
         super().__init__()
         self.register_buffer("positional_encoding_gaussian_matrix", torch.randn((2, num_pos_feats)))
 
+    def _apply(self, fn, recurse=True):
+        """Moves with the model but keeps its frequencies in fp32 (see ``_pe_encoding``)."""
+        exact = self.positional_encoding_gaussian_matrix
+        super()._apply(fn, recurse)
+        moved = self.positional_encoding_gaussian_matrix
+        self.positional_encoding_gaussian_matrix = exact.to(device=moved.device, dtype=torch.float32)
+        return self
+
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
-        matrix = self.positional_encoding_gaussian_matrix
-        coords = (2 * coords.to(matrix.dtype) - 1) @ matrix
+        """fp32 (N, C) whatever the model's precision: the phases reach ~30 radians, where fp16's spacing
+        (0.016), in the coordinates or the frequencies, would shift the sines by as much."""
+        coords = (2 * coords.float() - 1) @ self.positional_encoding_gaussian_matrix
         coords = 2 * math.pi * coords
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1)
 
@@ -60,7 +69,7 @@ class PromptEncoder(nn.Module):
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the image embedding grid, (1, C, h, w)."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        return self.pe_layer(self.image_embedding_size).unsqueeze(0).to(self.no_mask_embed.weight.dtype)
 
     def embed_points(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Sparse embeddings of point prompts (B, N, 2) in input-image pixels, labels 1/0/-1.
@@ -69,7 +78,7 @@ class PromptEncoder(nn.Module):
         """
         coords = torch.cat([coords + 0.5, torch.zeros_like(coords[:, :1])], dim=1)
         labels = torch.cat([labels, -torch.ones_like(labels[:, :1])], dim=1)
-        embedding = self.pe_layer.forward_with_coords(coords, self.input_image_size)
+        embedding = self.pe_layer.forward_with_coords(coords, self.input_image_size).to(self.no_mask_embed.weight.dtype)
         label_embeddings = torch.cat([self.not_a_point_embed.weight, self.point_embeddings[0].weight,
                                       self.point_embeddings[1].weight])  # rows for labels -1, 0, 1
         embedding = torch.where((labels == -1).unsqueeze(-1), torch.zeros_like(embedding), embedding)
