@@ -14,21 +14,27 @@ class PinnedStaging:
     """One pinned buffer per direction, grown (doubling) only when a frame needs more bytes.
 
     Pinning memory is slow (a driver call), so buffers are kept and viewed at each frame's shape. The
-    upload buffer is reused by the next frame: the pipeline's one synchronisation per frame guarantees
-    the previous copy out of it has finished by then; a download waits for its own copy.
+    upload buffer is refilled only once the previous copy out of it has finished (its event; in the
+    pipeline it always has, after the frame's one synchronisation); a download waits for its own copy.
     """
 
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
+        self._uploaded: torch.cuda.Event | None = None
 
     def upload(self, array: np.ndarray, device: torch.device) -> torch.Tensor:
         """A C-contiguous copy of ``array`` on ``device`` (the array itself, wrapped, on a CPU)."""
         host = torch.from_numpy(np.require(array, requirements=("C", "W")))
         if device.type != "cuda":
             return host
+        if self._uploaded is not None:
+            self._uploaded.synchronize()
         staging = self._view("up", host.shape, host.dtype)
         staging.copy_(host)
-        return staging.to(device, non_blocking=True)
+        on_device = staging.to(device, non_blocking=True)
+        self._uploaded = torch.cuda.Event()
+        self._uploaded.record(torch.cuda.current_stream(device))
+        return on_device
 
     def download(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` on the host; from a GPU through the pinned buffer (the result is the caller's own)."""
