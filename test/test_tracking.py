@@ -75,16 +75,23 @@ def test_a_mask_smaller_than_a_cell_keeps_one_cell():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_interior_point_is_the_deepest_cell(seed):
-    """Against scipy's chessboard distance transform (independent of the erosion loop)."""
+def test_interior_point_is_the_deepest_cell_nearest_the_centre(seed):
+    """Against scipy's chessboard distance transform (the frame's outside counts as mask, as in erosion) and a
+    plain search of the deepest cells for the one nearest the mask's centre; masks reach the frame's edge."""
     rng = np.random.default_rng(seed)
-    mask = np.zeros((40, 50), bool)
-    for _ in range(3):  # a union of rectangles: concave shapes too
-        x0, y0 = rng.integers(0, 35), rng.integers(0, 25)
-        mask[y0:y0 + rng.integers(4, 15), x0:x0 + rng.integers(4, 15)] = True
-    x, y = interior_points(torch.from_numpy(mask)[None])[0].long().tolist()
-    depth = distance_transform_cdt(np.pad(mask, 1, constant_values=True), metric="chessboard")[1:-1, 1:-1]
-    assert mask[y, x] and depth[y, x] == depth[mask].max()
+    masks = np.zeros((5, 40, 50), bool)
+    for mask in masks[:4]:
+        for _ in range(3):  # a union of rectangles: concave shapes too
+            x0, y0 = rng.integers(0, 45), rng.integers(0, 35)
+            mask[y0:y0 + rng.integers(4, 15), x0:x0 + rng.integers(4, 15)] = True
+    masks[4, 30:] = True  # a band along the bottom edge
+    points = interior_points(torch.from_numpy(masks)).long().tolist()
+    for mask, (x, y) in zip(masks, points):
+        depth = distance_transform_cdt(np.pad(mask, 1, constant_values=True), metric="chessboard")[1:-1, 1:-1]
+        ys, xs = np.nonzero(mask & (depth == depth[mask].max()))
+        centre_y, centre_x = np.nonzero(mask)[0].mean(), np.nonzero(mask)[1].mean()
+        nearest = min(zip(ys, xs), key=lambda c: ((c[1] - centre_x) ** 2 + (c[0] - centre_y) ** 2, c[0], c[1]))
+        assert (y, x) == nearest
 
 
 def test_claims_keep_ids_within_the_gate_and_the_best_claimant_wins():
