@@ -91,8 +91,9 @@ def segment_table(args, dtypes: list[str], weights: Path, reference) -> None:
     size = (args.width, args.height)
     image = render(sample_scene(np.random.default_rng(0)), Intrinsics.default(*size)).rgb
     cap = SamRosConfig().max_decode_memory_mb
+    warmed = ", after a warm-up" if args.device == "cuda" else ""
     print(f"\nsegment everything, {size[0]}x{size[1]}, MobileSAM-size seeded weights, SAM's thresholds, median of "
-          f"{args.repeats} (reference: one run, after a warm-up on a GPU); decoder memory cap {cap} MiB")
+          f"{args.repeats} (reference: one run{warmed}); decoder memory cap {cap} MiB")
     print(f"{'grid':>4} {'method':<20} {'latency s':>10} {'speed-up':>9} {'peak MiB':>9} {'reserved MiB':>13} "
           f"{'masks':>6} {'FPS':>6}")
     for grid in args.grids:
