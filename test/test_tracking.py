@@ -79,12 +79,13 @@ def test_interior_point_is_the_deepest_cell_nearest_the_centre(seed):
     """Against scipy's chessboard distance transform (the frame's outside counts as mask, as in erosion) and a
     plain search of the deepest cells for the one nearest the mask's centre; masks reach the frame's edge."""
     rng = np.random.default_rng(seed)
-    masks = np.zeros((5, 40, 50), bool)
+    masks = np.zeros((6, 40, 50), bool)
     for mask in masks[:4]:
         for _ in range(3):  # a union of rectangles: concave shapes too
             x0, y0 = rng.integers(0, 45), rng.integers(0, 35)
             mask[y0:y0 + rng.integers(4, 15), x0:x0 + rng.integers(4, 15)] = True
     masks[4, 30:] = True  # a band along the bottom edge
+    masks[5] = True  # the whole frame: every cell is deepest
     points = interior_points(torch.from_numpy(masks)).long().tolist()
     for mask, (x, y) in zip(masks, points):
         depth = distance_transform_cdt(np.pad(mask, 1, constant_values=True), metric="chessboard")[1:-1, 1:-1]
