@@ -84,7 +84,21 @@ def reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def segment_table(args, dtypes: list[str], weights: Path, reference) -> None:
+def guarded(label: str, failed: list[str], measure) -> object | None:
+    """``measure()``, or None with a one-line reason printed: a row that fails on some GPU (out of memory, a
+    dtype it lacks) must not cost the rows after it, which a borrowed GPU's minutes may not run twice."""
+    try:
+        return measure()
+    except Exception as error:  # noqa: BLE001 - any error of one row; main() exits non-zero at the end
+        failed.append(label)
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        print(f"{label}: FAILED ({type(error).__name__}: {reason})", flush=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
+
+
+def segment_table(args, dtypes: list[str], weights: Path, reference, failed: list[str]) -> None:
     """sam_ros vs the reference AMG on one frame, same seeded MobileSAM weights, same thresholds."""
     from reference import SamAutomaticMaskGenerator
 
@@ -97,27 +111,34 @@ def segment_table(args, dtypes: list[str], weights: Path, reference) -> None:
     print(f"{'grid':>4} {'method':<20} {'latency s':>10} {'speed-up':>9} {'peak MiB':>9} {'reserved MiB':>13} "
           f"{'masks':>6} {'FPS':>6}")
     for grid in args.grids:
-        model = reference.to(args.device)
-        generator = SamAutomaticMaskGenerator(model, points_per_side=grid, points_per_batch=64)
-        reset_peak(args.device)
-        # A GPU's first call pays cuBLAS set-up and kernel loading, which sam_ros's warm-up absorbs: warm it too.
-        ref_s, masks = timed(args.device, lambda: generator.generate(image), 1, warm_up=args.device == "cuda")
-        peak, reserved = peak_memory(args.device)
-        print(f"{grid:>4} {'reference AMG fp32':<20} {ref_s:>10.3f} {1.0:>9.2f} {peak:>9} {reserved:>13} "
-              f"{len(masks):>6} {1 / ref_s:>6.2f}", flush=True)
-        model.cpu()
-        for dtype in dtypes:
+        def run_reference() -> float:
+            generator = SamAutomaticMaskGenerator(reference.to(args.device), points_per_side=grid, points_per_batch=64)
+            reset_peak(args.device)
+            # A GPU's first call pays cuBLAS set-up and kernel loading, which sam_ros's warm-up absorbs: warm it too.
+            ref_s, masks = timed(args.device, lambda: generator.generate(image), 1, warm_up=args.device == "cuda")
+            peak, reserved = peak_memory(args.device)
+            print(f"{grid:>4} {'reference AMG fp32':<20} {ref_s:>10.3f} {1.0:>9.2f} {peak:>9} {reserved:>13} "
+                  f"{len(masks):>6} {1 / ref_s:>6.2f}", flush=True)
+            return ref_s
+
+        ref_s = guarded(f"grid {grid} reference AMG", failed, run_reference)
+        reference.cpu()
+
+        def run_ours(dtype: str) -> None:
             segmenter = Segmenter(SamRosConfig(device=args.device, dtype=dtype, grid_size=grid, max_objects=1000),
                                   load_sam(weights)[0])
             reset_peak(args.device)
             seconds, result = timed(args.device, lambda: segmenter.segment(image), args.repeats, args.warm_up)
             peak, reserved = peak_memory(args.device)
-            print(f"{grid:>4} {'sam_ros ' + DTYPE_NAMES[dtype]:<20} {seconds:>10.3f} {ref_s / seconds:>9.2f} "
+            speed_up = f"{ref_s / seconds:>9.2f}" if ref_s else f"{'-':>9}"
+            print(f"{grid:>4} {'sam_ros ' + DTYPE_NAMES[dtype]:<20} {seconds:>10.3f} {speed_up} "
                   f"{peak:>9} {reserved:>13} {len(result):>6} {1 / seconds:>6.2f}", flush=True)
-            del segmenter
+
+        for dtype in dtypes:
+            guarded(f"grid {grid} sam_ros {DTYPE_NAMES[dtype]}", failed, lambda: run_ours(dtype))
 
 
-def end_to_end_table(args, dtypes: list[str], weights: Path) -> None:
+def end_to_end_table(args, dtypes: list[str], weights: Path, failed: list[str]) -> None:
     """``Segmenter.run`` (segmentation + the 3D scene + tracking) per frame of a moving RGB-D sequence."""
     intrinsics = Intrinsics.default(args.width, args.height)
     sequence = render_sequence(5, args.frames, intrinsics=intrinsics)
@@ -133,27 +154,31 @@ def end_to_end_table(args, dtypes: list[str], weights: Path) -> None:
     models = [("shipped", SamRosConfig.from_yaml(BUNDLED_PARAMS), modes, sequence),
               ("MobileSAM", SamRosConfig(checkpoint=str(weights)), {f"grid {grid}": {}},
                sequence[:1] if args.dry else sequence)]
+    def run_row(label: str, params: SamRosConfig, dtype: str, mode: str, changes: dict, frames: list) -> None:
+        config = params.replace(device=args.device, dtype=dtype, grid_size=grid, **changes)
+        segmenter = Segmenter(config)
+        if args.warm_up:
+            segmenter.run(sequence[0].scene.rgb, sequence[0].depth_mm, camera)
+            segmenter = Segmenter(config, segmenter.model)  # fresh tracks, same loaded model
+        rows, start = [], time.perf_counter()
+        for frame in frames:
+            out = segmenter.run(frame.scene.rgb, frame.depth_mm, camera)
+            timings = out.timings_ms
+            rows.append((out.segmentation.num_prompts, timings["encoder_ms"], timings["decode_ms"],
+                         timings["filter_ms"], timings["scene_ms"]))
+        synchronize(args.device)
+        seconds = time.perf_counter() - start
+        prompts, encoder, decode, mask_filter, scene = (float(np.median(c)) for c in zip(*rows))
+        print(f"{label:<12} {DTYPE_NAMES[dtype]:<5} {mode:<17} {np.mean([r[0] for r in rows]):>13.0f} "
+              f"{encoder:>10.0f} {decode:>10.0f} {mask_filter:>10.0f} {scene:>10.0f} "
+              f"{1000 * seconds / len(rows):>9.0f} "
+              f"{len(rows) / seconds:>6.2f}", flush=True)
+
     for label, params, model_modes, frames in models:
         for dtype in dtypes:
             for mode, changes in model_modes.items():
-                config = params.replace(device=args.device, dtype=dtype, grid_size=grid, **changes)
-                segmenter = Segmenter(config)
-                if args.warm_up:
-                    segmenter.run(sequence[0].scene.rgb, sequence[0].depth_mm, camera)
-                    segmenter = Segmenter(config, segmenter.model)  # fresh tracks, same loaded model
-                rows, start = [], time.perf_counter()
-                for frame in frames:
-                    out = segmenter.run(frame.scene.rgb, frame.depth_mm, camera)
-                    timings = out.timings_ms
-                    rows.append((out.segmentation.num_prompts, timings["encoder_ms"], timings["decode_ms"],
-                                 timings["filter_ms"], timings["scene_ms"]))
-                synchronize(args.device)
-                seconds = time.perf_counter() - start
-                prompts, encoder, decode, mask_filter, scene = (float(np.median(c)) for c in zip(*rows))
-                print(f"{label:<12} {DTYPE_NAMES[dtype]:<5} {mode:<17} {np.mean([r[0] for r in rows]):>13.0f} "
-                      f"{encoder:>10.0f} {decode:>10.0f} {mask_filter:>10.0f} {scene:>10.0f} "
-                      f"{1000 * seconds / len(rows):>9.0f} "
-                      f"{len(rows) / seconds:>6.2f}", flush=True)
+                guarded(f"{label} {DTYPE_NAMES[dtype]} {mode}", failed,
+                        lambda: run_row(label, params, dtype, mode, changes, frames))
 
 
 def demo_fps(summary: str) -> float | None:
@@ -206,12 +231,15 @@ def main(argv: list[str] | None = None) -> None:
     from reference import reference_mobile_sam
 
     reference = reference_mobile_sam(seed=0)
+    failed: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / "mobile_sam_seeded.pt"
         torch.save(reference.state_dict(), weights)
-        segment_table(args, dtypes, weights, reference)
-        end_to_end_table(args, dtypes, weights)
+        segment_table(args, dtypes, weights, reference, failed)
+        end_to_end_table(args, dtypes, weights, failed)
     node_table(args)
+    if failed:
+        raise SystemExit(f"\n{len(failed)} row(s) failed: {'; '.join(failed)}")
 
 
 if __name__ == "__main__":

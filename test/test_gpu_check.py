@@ -34,3 +34,22 @@ def test_demo_summary_fps_is_parsed():
     summary = "sam_ros demo: 12 frames, 1.37 FPS (CPU, step replay), 11 objects per frame"
     assert gpu_check.demo_fps(summary) == 1.37
     assert gpu_check.demo_fps("sam_ros demo failed") is None
+
+
+def test_a_failing_row_is_reported_and_the_others_still_run(capsys, monkeypatch):
+    """One precision failing (as bf16 does on a GPU without it) costs its rows only; the check exits non-zero."""
+    real = gpu_check.Segmenter
+
+    def segmenter(config, *args):
+        if config.dtype == "bfloat16":
+            raise RuntimeError("bfloat16 is not supported here")
+        return real(config, *args)
+
+    monkeypatch.setattr(gpu_check, "Segmenter", segmenter)
+    with pytest.raises(SystemExit, match="row\\(s\\) failed"):
+        gpu_check.main(["--dry", "--threads", "2"])
+    out = capsys.readouterr().out
+    assert re.search(r"^\s+2 sam_ros fp32\s+[0-9.]+", out, re.M)
+    assert "grid 2 sam_ros bf16: FAILED (RuntimeError: bfloat16 is not supported here)" in out
+    assert re.search(r"^shipped\s+fp32\s+temporal \(grid\)", out, re.M)
+    assert "shipped bf16 AoP: FAILED" in out and "MobileSAM bf16 grid 2: FAILED" in out
