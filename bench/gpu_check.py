@@ -193,6 +193,10 @@ def node_table(args) -> None:
     if args.dry:
         print("node: not run in dry mode (test/ros runs the node)")
         return
+    if not (ROOT / ".venv" / "ros_env.sh").is_file():  # building it needs the network and minutes
+        print("node: not run (no ROS 2 venv in this checkout: run tools/demo.sh -p device:=cuda once where the "
+              "network is reachable, then this check again)")
+        return
     with tempfile.TemporaryDirectory() as out:
         command = [str(ROOT / "tools" / "demo.sh"), "--out", out, "-p", f"device:={args.device}"]
         try:
