@@ -17,7 +17,7 @@ def overlay(rgb: np.ndarray, labels: torch.Tensor | np.ndarray, alpha: float = 0
     """``rgb`` (uint8) with each labelled region (label image, 0 = none) tinted by its id's colour and outlined.
 
     Whole-frame uint8 passes (a palette lookup and one weighted sum) rather than float arithmetic on the
-    labelled pixels: it runs on every published frame, beside the GPU's work on the next."""
+    labelled pixels: it runs on the host for every frame a subscriber sees, between two frames' inference."""
     labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     inside = labels > 0
     if not inside.any():
