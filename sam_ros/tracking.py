@@ -200,19 +200,19 @@ def interior_points(masks: torch.Tensor) -> torch.Tensor:
     repeated erosion, nearest the mask's centre among those): a prompt there stays on the object when
     it moves a little, and never lands on a concave shape's hole."""
     n = masks.shape[0]
-    deepest = torch.zeros(masks.shape, dtype=torch.bool)
+    deepest = np.zeros(masks.shape, bool)
     for i, mask in enumerate(masks.cpu().numpy().astype(np.uint8)):
         # Erosions a cell survives = its chessboard distance to the nearest empty cell (the frame's outside
         # is not empty, as erosion there counts it as mask): one pass instead of an erosion per cell of depth.
-        depth = torch.from_numpy(cv2.distanceTransform(mask, cv2.DIST_C, 3))
-        deepest[i] = (depth == depth.max()) & torch.from_numpy(mask > 0)
+        depth = cv2.distanceTransform(mask, cv2.DIST_C, 3)
+        deepest[i] = (depth == depth.max()) & (mask > 0)
     h, w = masks.shape[1:]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     weight = masks.float().flatten(1)
     count = weight.sum(1).clamp(min=1)
     centre = torch.stack([(weight * xs.flatten()).sum(1) / count, (weight * ys.flatten()).sum(1) / count], 1)
     distance = (xs.flatten()[None] - centre[:, :1]) ** 2 + (ys.flatten()[None] - centre[:, 1:]) ** 2
-    distance = torch.where(deepest.flatten(1), distance, torch.full_like(distance, float("inf")))
+    distance = torch.where(torch.from_numpy(deepest).flatten(1), distance, torch.full_like(distance, float("inf")))
     index = distance.argmin(1)
     return torch.stack([index % w, index // w], 1).float() if n else torch.zeros(0, 2)
 
